@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+// Logging: one spdlog logger per subsystem, writing to stderr.
+//
+// The level comes from the VFIOQ_LOG environment variable and from the tools'
+// --log-level flag; both take either one level for every subsystem ("debug")
+// or a list of subsystem=level pairs ("vfio-user=trace,model=info").
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "vfioq/result.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace vfioq::log {
+
+// The subsystems that log. Each has its own logger of the same name.
+inline constexpr std::string_view kDevice = "device";
+inline constexpr std::string_view kVfioUser = "vfio-user";
+inline constexpr std::string_view kModel = "model";
+inline constexpr std::string_view kTools = "tools";
+
+// The logger of one subsystem; created on first use with the configured level.
+std::shared_ptr<spdlog::logger> get(std::string_view subsystem);
+
+// Applies a level specification ("info", "model=debug,vfio-user=warn").
+// Unknown levels are an error naming the bad item; nothing is changed then.
+Result<void> set_levels(std::string_view spec);
+
+// Applies VFIOQ_LOG if it is set. Returns its error, if any, for the caller to report.
+Result<void> apply_environment();
+
+}  // namespace vfioq::log

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: MIT
+// The whole public API of vfioq in one include.
+#pragma once
+
+#include "vfioq/device.hpp"
+#include "vfioq/log.hpp"
+#include "vfioq/pci_info.hpp"
+#include "vfioq/result.hpp"
+#include "vfioq/sgq_registers.hpp"
+#include "vfioq/transport.hpp"
+#include "vfioq/unique_fd.hpp"
+#include "vfioq/vfio_user.hpp"

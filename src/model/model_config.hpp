@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MIT
+// What the reference model presents: identity, CAP fields, memory size and
+// timing. Defaults follow docs/device-interface.md.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "vfioq/result.hpp"
+
+namespace vfioq::model {
+
+struct ModelConfig {
+    uint16_t vendor_id = 0x1234;
+    uint16_t device_id = 0x5147;
+    uint16_t subsystem_vendor_id = 0x1234;
+    uint16_t subsystem_id = 0x0001;
+    uint8_t revision = 0x01;
+
+    uint64_t devmem_size = 64ull << 20;
+
+    // CAP fields (spec 2.2), stored as the register encodes them.
+    uint16_t mqes = 0xFFFF;    // entries per queue minus 1
+    uint8_t nqp = 15;          // queue pairs minus 1
+    uint8_t timeout = 5;       // TO, in 100 ms units
+    uint8_t dstrd = 0;         // doorbell stride: 4 << DSTRD bytes
+    uint8_t sge_align = 0;     // log2 bytes
+    uint8_t max_xfer = 24;     // log2 bytes
+    uint16_t max_sge = 1024;
+
+    // PCI Express link the model reports: speed code (1 = 2.5 GT/s .. 5 = 32 GT/s) and width.
+    uint8_t link_speed = 4;
+    uint8_t link_width = 8;
+
+    // How long CTRL.EN = 1 takes to show STATUS.RDY = 1 (must stay below TO * 100 ms).
+    std::chrono::milliseconds ready_delay{0};
+
+    // Most DMA windows a client may have mapped at once.
+    uint64_t max_dma_maps = 65535;
+
+    [[nodiscard]] uint32_t vector_count() const { return uint32_t{nqp} + 1; }
+    [[nodiscard]] uint64_t cap_register() const;
+
+    // Checks the combination (doorbells fit their page, MAX_XFER sensible, ...).
+    [[nodiscard]] Result<void> validate() const;
+};
+
+}  // namespace vfioq::model

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+// The reference model of the SGQ card (docs/device-interface.md): config
+// space, the BAR0 register file and controller state machine, the doorbell
+// page shared through an fd, BAR2 MSI-X, and DMA through the client's windows.
+// Thread-safe: the vfio-user server, device workers and tests may call it at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "config_space.hpp"
+#include "dma_space.hpp"
+#include "model_config.hpp"
+#include "msix.hpp"
+#include "vfioq/result.hpp"
+#include "vfioq/unique_fd.hpp"
+
+namespace vfioq::model {
+
+class SgqDevice {
+public:
+    static Result<std::unique_ptr<SgqDevice>> create(const ModelConfig& config);
+    ~SgqDevice();
+    SgqDevice(const SgqDevice&) = delete;
+    SgqDevice& operator=(const SgqDevice&) = delete;
+
+    [[nodiscard]] const ModelConfig& config() const { return config_; }
+
+    // Region access as a client sees it (VFIO region indexes). Errors name
+    // the region and offset; BAR registers take naturally aligned accesses of
+    // 4 or 8 bytes (reads also 1 or 2), config space any bytes.
+    [[nodiscard]] uint64_t region_size(uint32_t index) const;
+    Result<void> region_read(uint32_t index, uint64_t offset, std::span<std::byte> out);
+    Result<void> region_write(uint32_t index, uint64_t offset, std::span<const std::byte> in);
+
+    // The fd behind BAR0; only the doorbell page is offered for mmap.
+    [[nodiscard]] int bar0_fd() const { return bar0_fd_.get(); }
+
+    // 32-bit register access to BAR0 at a 4-byte aligned offset.
+    uint32_t read32(uint64_t offset);
+    void write32(uint64_t offset, uint32_t value);
+    uint64_t read64(uint64_t offset) { return read32(offset) | uint64_t{read32(offset + 4)} << 32; }
+
+    Msix& msix() { return msix_; }
+    DmaSpace& dma() { return dma_; }
+
+    // Device-initiated DMA on behalf of a command; a refused access sets
+    // ERR_STATUS.DMA_FAULT, ERR_QID and ERR_ADDR as the spec says.
+    Result<void> dma_read(uint16_t qid, uint16_t cid, uint64_t iova, std::span<std::byte> out);
+    Result<void> dma_write(uint16_t qid, uint16_t cid, uint64_t iova, std::span<const std::byte> in);
+
+    // Function-level reset (VFIO device reset, PCIe FLR): controller reset; config kept.
+    void function_reset();
+    // The client went away: its DMA windows and eventfds are released and the card reset.
+    void client_disconnected();
+    // Fault injection: a fatal controller error (STATUS.CFS, vector 0).
+    void inject_fatal_error();
+
+    // Card memory (devmem_size bytes).
+    [[nodiscard]] std::span<std::byte> devmem() { return {devmem_, config_.devmem_size}; }
+
+private:
+    struct QueueRegs {
+        uint64_t sq_base = 0, cq_base = 0;
+        uint32_t sq_size = 0, cq_size = 0, ctrl = 0, status = 0, coal = 0;
+    };
+
+    explicit SgqDevice(const ModelConfig& config);
+    Result<void> init();
+
+    // Callers hold mutex_.
+    uint32_t read32_locked(uint64_t offset);
+    void write32_locked(uint64_t offset, uint32_t value);
+    uint32_t status_locked();
+    void controller_reset_locked();
+    void write_queue_register_locked(uint32_t qid, uint64_t reg, uint32_t value);
+    void write_q_ctrl_locked(uint32_t qid, uint32_t value);
+    std::atomic_ref<uint32_t> doorbell(uint64_t offset);
+    void record_dma_fault(uint16_t qid, uint16_t cid, uint64_t iova);
+
+    const ModelConfig config_;
+    std::mutex mutex_;
+    ConfigSpace config_space_;
+    Msix msix_;
+    DmaSpace dma_;
+
+    UniqueFd bar0_fd_;
+    std::byte* bar0_map_ = nullptr;  // the doorbell page lives at kDoorbellBase in it
+    std::byte* devmem_ = nullptr;
+
+    uint32_t ctrl_ = 0;
+    bool fatal_ = false;
+    uint32_t shst_ = 0;
+    std::chrono::steady_clock::time_point ready_at_{};
+    uint32_t scratch_ = 0;
+    uint32_t err_status_ = 0;
+    uint32_t err_qid_ = 0;
+    uint64_t err_addr_ = 0;
+    uint64_t stat_cmds_ = 0;
+    uint64_t stat_bytes_ = 0;
+    std::vector<QueueRegs> queues_;
+};
+
+}  // namespace vfioq::model

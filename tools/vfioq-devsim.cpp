@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MIT
+// vfioq-devsim: the reference model of the SGQ card as a standalone vfio-user
+// server. One client at a time; a client that goes away leaves a reset card
+// for the next one. SIGINT and SIGTERM end it cleanly.
+#include <fmt/format.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "cli.hpp"
+#include "model/sgq_device.hpp"
+#include "model/vfio_user_server.hpp"
+#include "vfioq/log.hpp"
+
+namespace {
+
+constexpr std::string_view kTool = "vfioq-devsim";
+vfioq::model::VfioUserServer* g_server = nullptr;
+
+void on_signal(int) {
+    if (g_server) g_server->stop();
+}
+
+void usage(FILE* out) {
+    fmt::print(out,
+               "usage: vfioq-devsim --socket PATH [options]\n"
+               "       vfioq-devsim --fd N [options]        (serve an already connected socket)\n"
+               "\n"
+               "  --vendor-id ID       PCI vendor id (0x1234)\n"
+               "  --device-id ID       PCI device id (0x5147)\n"
+               "  --devmem-size BYTES  on-card memory (64 MiB)\n"
+               "  --queue-pairs N      queue pairs, 1..256 (16)\n"
+               "  --mqes N             maximum entries per queue minus 1 (65535)\n"
+               "  --timeout N          CAP.TO, 100 ms units (5)\n"
+               "  --dstrd N            doorbell stride 4 << N (0)\n"
+               "  --sge-align N        SGL alignment, log2 bytes (0)\n"
+               "  --max-xfer N         maximum bytes per command, log2 (24)\n"
+               "  --max-sge N          maximum DATA descriptors per command (1024)\n"
+               "  --ready-delay-ms N   time from CTRL.EN to STATUS.RDY (0)\n"
+               "  --log-level LEVEL    trace, debug, info, warn, error (or VFIOQ_LOG)\n");
+}
+
+// Creates the listening socket, private to its owner (0600). A stale socket
+// file nobody listens on is replaced; a live one is an error.
+vfioq::UniqueFd listen_on(const std::string& path) {
+    sockaddr_un addr{};
+    if (path.empty() || path.size() >= sizeof(addr.sun_path))
+        vfioq::cli::fail(kTool, fmt::format("socket path must be 1 to {} characters", sizeof(addr.sun_path) - 1), 2);
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) vfioq::cli::fail(kTool, fmt::format("{} exists and is not a socket", path));
+        vfioq::UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0)
+            vfioq::cli::fail(kTool, fmt::format("{} is in use by another server", path));
+        ::unlink(path.c_str());
+    }
+    vfioq::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) vfioq::cli::fail(kTool, fmt::format("socket() failed: {}", std::strerror(errno)));
+    const mode_t old_mask = ::umask(0177);
+    const int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    const int bind_errno = errno;
+    ::umask(old_mask);
+    if (bound != 0) vfioq::cli::fail(kTool, fmt::format("cannot bind {}: {}", path, std::strerror(bind_errno)));
+    if (::chmod(path.c_str(), 0600) != 0)
+        vfioq::cli::fail(kTool, fmt::format("cannot make {} private: {}", path, std::strerror(errno)));
+    if (::listen(fd.get(), 4) != 0) vfioq::cli::fail(kTool, fmt::format("listen failed: {}", std::strerror(errno)));
+    return fd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    vfioq::model::ModelConfig config;
+    std::string socket_path;
+    int serve_fd = -1;
+    std::optional<std::string_view> log_level;
+
+    auto number = [&](std::string_view name, std::string_view value, uint64_t max) {
+        auto v = vfioq::cli::parse_u64(value);
+        if (!v || *v > max) vfioq::cli::fail(kTool, fmt::format("{} takes a number up to {}", name, max), 2);
+        return *v;
+    };
+    const std::map<std::string_view, std::function<void(std::string_view)>> options = {
+        {"--socket", [&](std::string_view v) { socket_path = v; }},
+        {"--socket-path", [&](std::string_view v) { socket_path = v; }},
+        {"--fd", [&](std::string_view v) { serve_fd = static_cast<int>(number("--fd", v, 65535)); }},
+        {"--vendor-id", [&](std::string_view v) { config.vendor_id = static_cast<uint16_t>(number("--vendor-id", v, 0xFFFF)); }},
+        {"--device-id", [&](std::string_view v) { config.device_id = static_cast<uint16_t>(number("--device-id", v, 0xFFFF)); }},
+        {"--devmem-size", [&](std::string_view v) { config.devmem_size = number("--devmem-size", v, 1ull << 40); }},
+        {"--queue-pairs",
+         [&](std::string_view v) {
+             const auto n = number("--queue-pairs", v, 256);
+             if (n == 0) vfioq::cli::fail(kTool, "--queue-pairs takes 1 to 256", 2);
+             config.nqp = static_cast<uint8_t>(n - 1);
+         }},
+        {"--mqes", [&](std::string_view v) { config.mqes = static_cast<uint16_t>(number("--mqes", v, 0xFFFF)); }},
+        {"--timeout", [&](std::string_view v) { config.timeout = static_cast<uint8_t>(number("--timeout", v, 255)); }},
+        {"--dstrd", [&](std::string_view v) { config.dstrd = static_cast<uint8_t>(number("--dstrd", v, 15)); }},
+        {"--sge-align", [&](std::string_view v) { config.sge_align = static_cast<uint8_t>(number("--sge-align", v, 15)); }},
+        {"--max-xfer", [&](std::string_view v) { config.max_xfer = static_cast<uint8_t>(number("--max-xfer", v, 255)); }},
+        {"--max-sge", [&](std::string_view v) { config.max_sge = static_cast<uint16_t>(number("--max-sge", v, 0xFFFF)); }},
+        {"--ready-delay-ms",
+         [&](std::string_view v) { config.ready_delay = std::chrono::milliseconds(number("--ready-delay-ms", v, 60000)); }},
+        {"--log-level", [&](std::string_view v) { log_level = v; }},
+    };
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "-h" || arg == "--help") {
+            usage(stdout);
+            return 0;
+        }
+        std::string_view name = arg, value;
+        bool has_value = false;
+        if (auto eq = arg.find('='); eq != std::string_view::npos) {
+            name = arg.substr(0, eq);
+            value = arg.substr(eq + 1);
+            has_value = true;
+        }
+        auto it = options.find(name);
+        if (it == options.end()) {
+            fmt::print(stderr, "{}: unknown option '{}'\n", kTool, arg);
+            usage(stderr);
+            return 2;
+        }
+        if (!has_value) {
+            if (i + 1 >= argc) vfioq::cli::fail(kTool, fmt::format("{} needs a value", name), 2);
+            value = argv[++i];
+        }
+        it->second(value);
+    }
+    vfioq::cli::setup_logging(kTool, log_level.value_or("info"));
+    if (socket_path.empty() == (serve_fd < 0)) {
+        usage(stderr);
+        return 2;
+    }
+
+    auto device = vfioq::model::SgqDevice::create(config);
+    if (!device) vfioq::cli::fail(kTool, device.error().message);
+    vfioq::model::VfioUserServer server(**device);
+    g_server = &server;
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    auto logger = vfioq::log::get(vfioq::log::kModel);
+
+    if (serve_fd >= 0) {
+        server.serve(vfioq::UniqueFd(serve_fd));
+        return 0;
+    }
+
+    vfioq::UniqueFd listener = listen_on(socket_path);
+    logger->info("SGQ model {:04x}:{:04x}, {} queue pairs, {} bytes of card memory; listening on {}",
+                 config.vendor_id, config.device_id, config.vector_count(), config.devmem_size, socket_path);
+    while (!server.stopped()) {
+        pollfd fds[2] = {{listener.get(), POLLIN, 0}, {server.stop_fd(), POLLIN, 0}};
+        if (::poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            logger->error("poll failed: {}", std::strerror(errno));
+            break;
+        }
+        if (fds[1].revents) break;
+        vfioq::UniqueFd client(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!client) continue;
+        server.serve(std::move(client), listener.get());
+    }
+    listener.reset();
+    ::unlink(socket_path.c_str());
+    logger->info("stopped; removed {}", socket_path);
+    g_server = nullptr;
+    return 0;
+}
