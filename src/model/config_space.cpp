@@ -69,7 +69,8 @@ ConfigSpace::ConfigSpace(const ModelConfig& c) {
     put8(kPcieCapOffset + PCI_CAP_LIST_NEXT, 0);
     put16(kPcieCapOffset + PCI_EXP_FLAGS, 2 | (PCI_EXP_TYPE_ENDPOINT << 4));
     put32(kPcieCapOffset + PCI_EXP_DEVCAP, 1 /* 256-byte payload */ | PCI_EXP_DEVCAP_FLR);
-    put16(kPcieCapOffset + PCI_EXP_DEVCTL, 0x2810 & 0x7FFF, 0xFFFF);
+    // Bit 15 (Initiate FLR) is an action, not state: it always reads 0.
+    put16(kPcieCapOffset + PCI_EXP_DEVCTL, 0x2810, 0x7FFF);
     const uint32_t link = uint32_t{c.link_speed} | uint32_t{c.link_width} << 4;
     put32(kPcieCapOffset + PCI_EXP_LNKCAP, link);
     put16(kPcieCapOffset + PCI_EXP_LNKCTL, 0, 0x0FFB);
