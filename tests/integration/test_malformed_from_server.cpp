@@ -1,1 +1,291 @@
+// SPDX-License-Identifier: MIT
+// A broken or hostile server, scripted as raw messages, against the real
+// client: every bad reply is a clear error, never a crash or a hang.
 #include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "../support/model_fixture.hpp"
+#include "common/vfio_user_protocol.hpp"
+#include "vfioq/vfio_user.hpp"
+
+namespace vfioq {
+namespace {
+
+using namespace vfio_user;
+using std::chrono::milliseconds;
+
+template <typename T>
+std::vector<std::byte> bytes(const T& v) {
+    std::vector<std::byte> out;
+    append_struct(out, v);
+    return out;
+}
+
+// A scripted server on a thread: `script` gets the server end of the socket.
+class FakeServer {
+public:
+    explicit FakeServer(std::function<void(MessageSocket&)> script) {
+        auto pair = make_socket_pair();
+        client_end = std::move(pair->first);
+        thread = std::thread([s = std::move(script), fd = pair->second.release()]() mutable {
+            MessageSocket sock{UniqueFd(fd)};
+            s(sock);
+        });
+    }
+    ~FakeServer() {
+        if (thread.joinable()) thread.join();
+    }
+    UniqueFd client_end;
+    std::thread thread;
+};
+
+Message next(MessageSocket& s) {
+    auto m = s.receive(milliseconds(5000));
+    EXPECT_TRUE(m.has_value());
+    return m ? std::move(*m) : Message{};
+}
+
+void reply(MessageSocket& s, const Message& to, std::span<const std::byte> payload, uint32_t flags = kFlagTypeReply,
+           uint32_t err = 0) {
+    (void)s.send(Header{to.header.msg_id, to.header.command, 0, flags, err}, payload);
+}
+
+// Answers VERSION and DEVICE_GET_INFO as a well-behaved server would.
+void handshake(MessageSocket& s) {
+    auto v = next(s);
+    reply(s, v, bytes(VersionPayload{0, 1}));
+    auto info = next(s);
+    reply(s, info, bytes(DeviceInfoPayload{16, VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET, 9, 5}));
+}
+
+VfioUserOptions quick() {
+    VfioUserOptions o;
+    o.reply_timeout = milliseconds(300);
+    return o;
+}
+
+void wait_closed(MessageSocket& s) { (void)s.receive(milliseconds(3000)); }
+
+TEST(MalformedServer, VersionRefused) {
+    FakeServer server([](MessageSocket& s) { reply(s, next(s), {}, kFlagTypeReply | kFlagError, ENOTSUP); });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_FALSE(t.has_value());
+    EXPECT_EQ(t.error().code, ENOTSUP);
+    EXPECT_NE(t.error().message.find("fake"), std::string::npos);
+}
+
+TEST(MalformedServer, VersionWithWrongMajorOrHigherMinor) {
+    for (auto v : {VersionPayload{1, 0}, VersionPayload{0, 9}}) {
+        FakeServer server([v](MessageSocket& s) { reply(s, next(s), bytes(v)); });
+        auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+        ASSERT_FALSE(t.has_value());
+        EXPECT_EQ(t.error().code, EPROTO);
+    }
+}
+
+TEST(MalformedServer, VersionReplyMalformed) {
+    std::vector<std::vector<std::byte>> payloads = {{}, std::vector<std::byte>(3)};
+    auto bad_json = bytes(VersionPayload{0, 1});
+    const char json[] = "{\"capabilities\":{\"max_data_xfer_size\":0}}";
+    bad_json.insert(bad_json.end(), reinterpret_cast<const std::byte*>(json),
+                    reinterpret_cast<const std::byte*>(json) + sizeof(json));
+    payloads.push_back(bad_json);
+    auto twin = bytes(VersionPayload{0, 1});
+    const char twin_json[] = "{\"capabilities\":{\"twin_socket\":{\"supported\":true,\"fd_index\":0}}}";
+    twin.insert(twin.end(), reinterpret_cast<const std::byte*>(twin_json),
+                reinterpret_cast<const std::byte*>(twin_json) + sizeof(twin_json));
+    payloads.push_back(twin);
+    for (auto& p : payloads) {
+        FakeServer server([p](MessageSocket& s) { reply(s, next(s), p); });
+        auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+        ASSERT_FALSE(t.has_value());
+        EXPECT_EQ(t.error().code, EPROTO) << t.error().message;
+    }
+}
+
+TEST(MalformedServer, ReplyToTheWrongCommand) {
+    FakeServer server([](MessageSocket& s) {
+        auto v = next(s);
+        (void)s.send(Header{v.header.msg_id, static_cast<uint16_t>(Command::kDmaMap), 0, kFlagTypeReply, 0}, {});
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_FALSE(t.has_value());
+    EXPECT_EQ(t.error().code, EPROTO);
+}
+
+TEST(MalformedServer, SilentServerTimesOut) {
+    FakeServer server([](MessageSocket& s) {
+        (void)next(s);  // VERSION, never answered
+        wait_closed(s);
+    });
+    const auto start = std::chrono::steady_clock::now();
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_FALSE(t.has_value());
+    EXPECT_EQ(t.error().code, ETIMEDOUT);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST(MalformedServer, ServerClosesDuringHandshake) {
+    FakeServer server([](MessageSocket& s) {
+        auto v = next(s);
+        reply(s, v, bytes(VersionPayload{0, 1}));
+        (void)next(s);  // DEVICE_GET_INFO, then hang up
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_FALSE(t.has_value());
+    EXPECT_EQ(t.error().code, ECONNRESET) << t.error().message;
+}
+
+TEST(MalformedServer, TruncatedDeviceInfo) {
+    FakeServer server([](MessageSocket& s) {
+        auto v = next(s);
+        reply(s, v, bytes(VersionPayload{0, 1}));
+        reply(s, next(s), std::vector<std::byte>(8));
+        wait_closed(s);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_FALSE(t.has_value());
+    EXPECT_EQ(t.error().code, EPROTO);
+}
+
+// Region info replies that lie about their capabilities.
+std::vector<std::byte> region_reply(uint32_t cap_offset, uint32_t next_cap, uint32_t nr_areas, SparseMmapArea area,
+                                    uint64_t size = 0x4000) {
+    std::vector<std::byte> p;
+    const uint32_t argsz = 32 + 8 + 8 + 16;
+    append_struct(p, RegionInfoPayload{argsz, VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_CAPS, 0, cap_offset,
+                                       size, 0});
+    append_struct(p, CapHeader{VFIO_REGION_INFO_CAP_SPARSE_MMAP, 1, next_cap});
+    append_struct(p, SparseMmapHeader{nr_areas, 0});
+    append_struct(p, area);
+    return p;
+}
+
+TEST(MalformedServer, BadRegionCapabilityChains) {
+    struct Case {
+        const char* what;
+        std::vector<std::byte> payload;
+    };
+    std::vector<Case> cases = {
+        {"loop", region_reply(32, 32, 1, {0x2000, 0x1000})},
+        {"offset outside the reply", region_reply(4000, 0, 1, {0x2000, 0x1000})},
+        {"offset inside the fixed part", region_reply(8, 0, 1, {0x2000, 0x1000})},
+        {"too many areas", region_reply(32, 0, 1000, {0x2000, 0x1000})},
+        {"area beyond the region", region_reply(32, 0, 1, {0x3000, 0x2000})},
+        {"area offset overflowing", region_reply(32, 0, 1, {~0ull, 0x10})},
+    };
+    for (auto& c : cases) {
+        SCOPED_TRACE(c.what);
+        FakeServer server([&c](MessageSocket& s) {
+            handshake(s);
+            reply(s, next(s), c.payload);
+            wait_closed(s);
+        });
+        auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+        ASSERT_TRUE(t.has_value()) << t.error().message;
+        auto info = (*t)->region_info(0);
+        ASSERT_FALSE(info.has_value());
+        EXPECT_EQ(info.error().code, EPROTO) << info.error().message;
+        t->reset();
+    }
+}
+
+TEST(MalformedServer, RegionInfoThatKeepsGrowing) {
+    FakeServer server([](MessageSocket& s) {
+        handshake(s);
+        for (uint32_t argsz : {64u, 128u}) {
+            auto m = next(s);
+            reply(s, m, bytes(RegionInfoPayload{argsz, VFIO_REGION_INFO_FLAG_READ, 0, 0, 0x4000, 0}));
+        }
+        wait_closed(s);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    auto info = (*t)->region_info(0);
+    ASSERT_FALSE(info.has_value());
+    EXPECT_EQ(info.error().code, EPROTO);
+}
+
+TEST(MalformedServer, RegionReadReplyWithWrongCount) {
+    FakeServer server([](MessageSocket& s) {
+        handshake(s);
+        reply(s, next(s), bytes(RegionInfoPayload{32, VFIO_REGION_INFO_FLAG_READ, 0, 0, 0x4000, 0}));
+        auto m = next(s);
+        auto p = bytes(RegionAccessPayload{0, 0, 2});
+        p.resize(p.size() + 2);
+        reply(s, m, p);
+        wait_closed(s);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    std::array<std::byte, 4> buf{};
+    auto r = (*t)->region_read(0, 0, buf);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, EPROTO);
+}
+
+TEST(MalformedServer, ServerCommandsAreServedOrRefused) {
+    std::vector<Message> answers;
+    FakeServer server([&answers](MessageSocket& s) {
+        handshake(s);
+        // DMA_READ of memory never mapped, an unknown command, a truncated DMA_WRITE.
+        (void)s.send(Header{100, static_cast<uint16_t>(Command::kDmaRead), 0, kFlagTypeCommand, 0},
+                     bytes(DmaAccessPayload{0x1000, 16}));
+        (void)s.send(Header{101, 77, 0, kFlagTypeCommand, 0}, {});
+        (void)s.send(Header{102, static_cast<uint16_t>(Command::kDmaWrite), 0, kFlagTypeCommand, 0},
+                     std::vector<std::byte>(5));
+        for (int i = 0; i < 3; ++i) answers.push_back(next(s));
+        wait_closed(s);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    server.client_end.reset();
+    std::this_thread::sleep_for(milliseconds(200));
+    t->reset();
+    server.thread.join();
+    ASSERT_EQ(answers.size(), 3u);
+    EXPECT_TRUE(answers[0].is_error());
+    EXPECT_EQ(answers[0].header.error_reply, static_cast<uint32_t>(EFAULT));
+    EXPECT_EQ(answers[1].header.error_reply, static_cast<uint32_t>(ENOSYS));
+    EXPECT_EQ(answers[2].header.error_reply, static_cast<uint32_t>(EINVAL));
+}
+
+TEST(MalformedServer, StrayRepliesAreIgnoredAndTheRealOneCounts) {
+    FakeServer server([](MessageSocket& s) {
+        handshake(s);
+        auto m = next(s);
+        (void)s.send(Header{static_cast<uint16_t>(m.header.msg_id + 1000), m.header.command, 0, kFlagTypeReply, 0}, {});
+        reply(s, m, bytes(IrqInfoPayload{16, VFIO_IRQ_INFO_EVENTFD, 2, 8}));
+        wait_closed(s);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    auto irq = (*t)->irq_info(2);
+    ASSERT_TRUE(irq.has_value()) << irq.error().message;
+    EXPECT_EQ(irq->count, 8u);
+}
+
+TEST(MalformedServer, ServerDyingMidSessionFailsEveryLaterRequestAtOnce) {
+    FakeServer server([](MessageSocket& s) {
+        handshake(s);
+        (void)next(s);  // take a request and die without answering
+    });
+    VfioUserOptions slow;
+    slow.reply_timeout = std::chrono::seconds(30);
+    auto t = open_vfio_user(std::move(server.client_end), "fake", slow);
+    ASSERT_TRUE(t.has_value());
+    const auto start = std::chrono::steady_clock::now();
+    auto r = (*t)->irq_info(2);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, ECONNRESET);
+    auto again = (*t)->reset();
+    ASSERT_FALSE(again.has_value());
+    EXPECT_NE(again.error().message.find("connection to the server lost"), std::string::npos) << again.error().message;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+}  // namespace
+}  // namespace vfioq
