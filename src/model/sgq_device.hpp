@@ -56,7 +56,8 @@ public:
 
     // Function-level reset (VFIO device reset, PCIe FLR): controller reset; config kept.
     void function_reset();
-    // The client went away: its DMA windows and eventfds are released and the card reset.
+    // The client went away: its DMA windows and eventfds are released, and a
+    // running controller (CTRL.EN = 1) is reset; an idle one keeps its registers.
     void client_disconnected();
     // Fault injection: a fatal controller error (STATUS.CFS, vector 0).
     void inject_fatal_error();

@@ -274,11 +274,20 @@ TEST_F(VfioUserTest, DisconnectReleasesEverythingAndResetsTheCard) {
     const int fd = efd.get();
     ASSERT_TRUE(transport->set_irq_eventfds(kMsix, 0, {&fd, 1}).has_value());
     write32(kRegScratch, 5);
+    write32(kRegCtrl, kCtrlEn);
     transport.reset();
     model.join();
     EXPECT_EQ(model.device->dma().window_count(), 0u);
     EXPECT_FALSE(model.device->msix().has_eventfd(0));
     EXPECT_EQ(model.device->read32(kRegScratch), 0u);
+    EXPECT_EQ(model.device->read32(kRegCtrl), 0u);
+}
+
+TEST_F(VfioUserTest, DisconnectFromAnIdleCardKeepsItsRegisters) {
+    write32(kRegScratch, 0x1234);
+    transport.reset();
+    model.join();
+    EXPECT_EQ(model.device->read32(kRegScratch), 0x1234u);
 }
 
 TEST(VfioUserModelAddress, ModelDeviceOpensInProcess) {
