@@ -348,9 +348,11 @@ Result<VfioUserServer::Reply> VfioUserServer::handle_region_write(const Message&
 
 Result<VfioUserServer::Reply> VfioUserServer::handle_dma_map(Message& msg) {
     auto req = read_struct<DmaMapPayload>(msg.payload);
-    if (!req || msg.payload.size() != sizeof(DmaMapPayload) || req->argsz != sizeof(DmaMapPayload))
-        return invalid(fmt::format("DMA_MAP payload of {} bytes (expected {} with argsz {})", msg.payload.size(),
-                                   sizeof(DmaMapPayload), sizeof(DmaMapPayload)));
+    if (!req || msg.payload.size() != sizeof(DmaMapPayload))
+        return invalid(fmt::format("DMA_MAP payload of {} bytes (expected {})", msg.payload.size(),
+                                   sizeof(DmaMapPayload)));
+    if (req->argsz != sizeof(DmaMapPayload))
+        return invalid(fmt::format("DMA_MAP argsz {} (expected {})", req->argsz, sizeof(DmaMapPayload)));
     if (req->flags & ~(kDmaFlagReadable | kDmaFlagWritable))
         return invalid(fmt::format("DMA_MAP flags {:#x} has unknown bits", req->flags));
     if (msg.fds.size() > 1) return invalid(fmt::format("DMA_MAP carries {} file descriptors", msg.fds.size()));

@@ -17,12 +17,7 @@ namespace {
 using namespace vfio_user;
 using std::chrono::milliseconds;
 
-template <typename T>
-std::vector<std::byte> bytes(const T& v) {
-    std::vector<std::byte> out;
-    append_struct(out, v);
-    return out;
-}
+using test::bytes;
 
 class RawClient : public ::testing::Test {
 protected:

@@ -73,6 +73,14 @@ inline uint64_t wait_eventfd(int fd, int ms = 2000) {
     return v;
 }
 
+// A message struct as the bytes of a payload.
+template <typename T>
+std::vector<std::byte> bytes(const T& v) {
+    std::vector<std::byte> out;
+    vfio_user::append_struct(out, v);
+    return out;
+}
+
 inline UniqueFd make_eventfd() { return UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)); }
 
 // An fd-backed buffer, as DMA memory will be.
