@@ -284,3 +284,49 @@ TEST(MalformedServer, ServerDyingMidSessionFailsEveryLaterRequestAtOnce) {
 
 }  // namespace
 }  // namespace vfioq
+
+namespace vfioq {
+namespace {
+
+using namespace vfio_user;
+
+// Not malformed, but only a scripted server can advertise a tiny limit: region
+// accesses are split at the server's max_data_xfer_size.
+TEST(ScriptedServer, RegionAccessIsSplitAtTheServersTransferLimit) {
+    std::vector<RegionAccessPayload> seen;
+    FakeServer server([&seen](MessageSocket& s) {
+        auto v = next(s);
+        auto p = bytes(VersionPayload{0, 1});
+        const char json[] = "{\"capabilities\":{\"max_data_xfer_size\":4}}";
+        p.insert(p.end(), reinterpret_cast<const std::byte*>(json),
+                 reinterpret_cast<const std::byte*>(json) + sizeof(json));
+        reply(s, v, p);
+        reply(s, next(s), bytes(DeviceInfoPayload{16, VFIO_DEVICE_FLAGS_PCI, 9, 5}));
+        reply(s, next(s), bytes(RegionInfoPayload{32, VFIO_REGION_INFO_FLAG_READ, 0, 0, 0x4000, 0}));
+        for (int i = 0; i < 3; ++i) {
+            auto m = next(s);
+            auto req = *read_struct<RegionAccessPayload>(m.payload);
+            seen.push_back(req);
+            auto out = bytes(req);
+            for (uint32_t b = 0; b < req.count; ++b) out.push_back(static_cast<std::byte>(req.offset + b));
+            reply(s, m, out);
+        }
+        wait_closed(s);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value()) << t.error().message;
+    std::array<std::byte, 10> buf{};
+    ASSERT_TRUE((*t)->region_read(0, 0x100, buf).has_value());
+    for (size_t i = 0; i < buf.size(); ++i) EXPECT_EQ(buf[i], static_cast<std::byte>(0x100 + i));
+    t->reset();
+    server.thread.join();
+    ASSERT_EQ(seen.size(), 3u);
+    EXPECT_EQ(seen[0].offset, 0x100u);
+    EXPECT_EQ(seen[0].count, 4u);
+    EXPECT_EQ(seen[1].offset, 0x104u);
+    EXPECT_EQ(seen[2].offset, 0x108u);
+    EXPECT_EQ(seen[2].count, 2u);
+}
+
+}  // namespace
+}  // namespace vfioq
