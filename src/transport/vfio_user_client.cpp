@@ -197,11 +197,10 @@ Result<Message> VfioUserClient::request(Command command, std::span<const std::by
         return error(sent.error().code, fmt::format("sending {} failed: {}", what, sent.error().message));
     }
     const auto wait = timeout.value_or(options_.reply_timeout);
-    const bool done = cv_.wait_for(lock, wait, [&] { return pending.reply.has_value() || dead_.has_value(); });
+    cv_.wait_for(lock, wait, [&] { return pending.reply.has_value() || dead_.has_value(); });
     pending_.erase(id);
     if (!pending.reply) {
         if (dead_) return error(dead_->code, fmt::format("no reply to {} (id {}): {}", what, id, dead_->message));
-        (void)done;
         return error(ETIMEDOUT, fmt::format("no reply to {} (id {}) within {} ms", what, id, wait.count()));
     }
     Message reply = std::move(*pending.reply);

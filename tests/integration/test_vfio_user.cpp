@@ -166,7 +166,6 @@ TEST_F(VfioUserTest, MsixDeliveryThroughEventfds) {
 }
 
 TEST_F(VfioUserTest, ManyVectorsAreSentInChunksTheServerAccepts) {
-    std::vector<test::MemfdBuffer> unused;
     std::vector<UniqueFd> efds;
     std::vector<int> fds;
     for (int i = 0; i < 16; ++i) {
