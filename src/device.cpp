@@ -20,15 +20,17 @@ bool valid_width(unsigned width) { return width == 8 || width == 16 || width == 
 // Opening a device by address lives in device_open.cpp, beside the transports it picks.
 
 Result<std::unique_ptr<Device>> Device::from_transport(std::unique_ptr<Transport> transport,
-                                                       std::shared_ptr<void> keepalive) {
+                                                       std::shared_ptr<void> keepalive, const DmaOptions& dma) {
     std::unique_ptr<Device> device(new Device());
     device->keepalive_ = std::move(keepalive);
     device->transport_ = std::move(transport);
     if (auto r = device->map_bars(); !r) return r.error();
+    device->dma_ = std::make_unique<DmaContext>(*device->transport_, device->transport_->name(), dma);
     return device;
 }
 
 Device::~Device() {
+    dma_.reset();
     mappings_.clear();
     transport_.reset();
 }

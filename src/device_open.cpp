@@ -56,12 +56,13 @@ Result<std::unique_ptr<Device>> Device::open(std::string_view text, const OpenOp
             if (!model) return model.error().with_context("model");
             auto transport = open_vfio_user(std::move(pair->first), "model", options.vfio_user);
             if (!transport) return transport.error();
-            return from_transport(std::move(*transport), std::shared_ptr<model::ModelServer>(std::move(*model)));
+            return from_transport(std::move(*transport), std::shared_ptr<model::ModelServer>(std::move(*model)),
+                                  options.dma);
         }
         case DeviceAddress::Kind::kVfioUser: {
             auto transport = connect_vfio_user(address->target, options.vfio_user);
             if (!transport) return transport.error();
-            return from_transport(std::move(*transport));
+            return from_transport(std::move(*transport), {}, options.dma);
         }
         case DeviceAddress::Kind::kPci:
             return make_error(ENOTSUP, fmt::format("{}: kernel VFIO is not supported yet; use model or "

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vfioq/dma.hpp"
 #include "vfioq/result.hpp"
 #include "vfioq/transport.hpp"
 #include "vfioq/vfio_user.hpp"
@@ -30,6 +31,7 @@ struct DeviceAddress {
 
 struct OpenOptions {
     VfioUserOptions vfio_user;
+    DmaOptions dma;
 };
 
 class Device {
@@ -38,13 +40,16 @@ public:
     static Result<std::unique_ptr<Device>> open(std::string_view address, const OpenOptions& options = {});
     // Wraps a transport opened by other means; `keepalive` lives as long as the device.
     static Result<std::unique_ptr<Device>> from_transport(std::unique_ptr<Transport> transport,
-                                                          std::shared_ptr<void> keepalive = {});
+                                                          std::shared_ptr<void> keepalive = {},
+                                                          const DmaOptions& dma = {});
     ~Device();
     Device(const Device&) = delete;
     Device& operator=(const Device&) = delete;
 
     [[nodiscard]] const std::string& name() const { return transport_->name(); }
     [[nodiscard]] Transport& transport() { return *transport_; }
+    // DMA buffers and registered memory of this device.
+    [[nodiscard]] DmaContext& dma() { return *dma_; }
 
     // Register access to a BAR; width in bits (8, 16, 32, 64), offset naturally aligned.
     Result<uint64_t> read(uint32_t bar, uint64_t offset, unsigned width);
@@ -71,6 +76,7 @@ private:
     std::vector<RegionInfo> bars_;            // indexes 0..5
     std::vector<RegionMapping> mappings_;
     std::vector<uint32_t> mapping_bar_;       // the BAR of each mapping
+    std::unique_ptr<DmaContext> dma_;         // destroyed first: it unmaps through the transport
 };
 
 }  // namespace vfioq

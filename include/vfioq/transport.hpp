@@ -102,6 +102,9 @@ struct DmaLimits {
     std::vector<IovaRange> iova_ranges;
     uint64_t page_sizes = 4096;  // a bit per supported page size
     uint64_t max_mappings = 65535;
+    // Mappings pin host pages and count against RLIMIT_MEMLOCK (kernel VFIO);
+    // a vfio-user server maps the memory itself and nothing is pinned here.
+    bool pins_memory = false;
 };
 
 class Transport {

@@ -2,10 +2,14 @@
 // The whole public API of vfioq in one include.
 #pragma once
 
+#include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/dma.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/pci_info.hpp"
+#include "vfioq/queue_pair.hpp"
 #include "vfioq/result.hpp"
+#include "vfioq/sgq_commands.hpp"
 #include "vfioq/sgq_registers.hpp"
 #include "vfioq/transport.hpp"
 #include "vfioq/unique_fd.hpp"

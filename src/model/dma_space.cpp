@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <mutex>
 
@@ -85,6 +86,24 @@ Result<void> DmaSpace::read(uint64_t iova, std::span<std::byte> out, DmaFault* f
 
 Result<void> DmaSpace::write(uint64_t iova, std::span<const std::byte> in, DmaFault* fault) const {
     return access(true, iova, {const_cast<std::byte*>(in.data()), in.size()}, fault);
+}
+
+Result<void> DmaSpace::publish32(uint64_t iova, uint32_t value, DmaFault* fault) const {
+    if (iova % 4 == 0) {
+        std::shared_lock lock(mutex_);
+        auto it = windows_.upper_bound(iova);
+        if (it != windows_.begin()) {
+            --it;
+            const Window& w = it->second;
+            if (w.local && iova - it->first < w.size && w.size - (iova - it->first) >= 4 && w.writable) {
+                std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(w.local + (iova - it->first)))
+                    .store(value, std::memory_order_release);
+                return {};
+            }
+        }
+    }
+    // Anything else (a client-served window, a fault) takes the general path.
+    return write(iova, std::as_bytes(std::span(&value, 1)), fault);
 }
 
 Result<void> DmaSpace::access(bool to_host, uint64_t iova, std::span<std::byte> data, DmaFault* fault) const {

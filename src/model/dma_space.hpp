@@ -46,6 +46,9 @@ public:
     // error message names the IOVA and `fault` holds it.
     Result<void> read(uint64_t iova, std::span<std::byte> out, DmaFault* fault = nullptr) const;
     Result<void> write(uint64_t iova, std::span<const std::byte> in, DmaFault* fault = nullptr) const;
+    // Writes one naturally aligned dword into host memory with release ordering
+    // (a completion entry's phase dword, published after the rest of the entry).
+    Result<void> publish32(uint64_t iova, uint32_t value, DmaFault* fault = nullptr) const;
 
 private:
     struct Window {

@@ -25,6 +25,8 @@ Result<void> ModelConfig::validate() const {
         return make_error(EINVAL, "link speed must be 1..6 and width 1..32");
     if (ready_delay >= std::chrono::milliseconds(uint64_t{timeout} * 100) && timeout != 0)
         return make_error(EINVAL, "ready delay must stay below CAP.TO");
+    if (workers > 64) return make_error(EINVAL, "at most 64 worker threads");
+    if (max_idle_sleep.count() <= 0) return make_error(EINVAL, "the longest idle sleep must be positive");
     return {};
 }
 

@@ -39,6 +39,20 @@ struct ModelConfig {
     // Most DMA windows a client may have mapped at once.
     uint64_t max_dma_maps = 65535;
 
+    // Command processing (spec section 3). With workers = 0 the thread that
+    // watches the doorbells executes commands itself, in ring order; with more,
+    // commands run on that many threads at once (reads and writes overlap).
+    uint32_t workers = 0;
+    // Each command completes no sooner than this after it was fetched.
+    std::chrono::microseconds latency{0};
+    // Completions of the commands ready together are posted in a random order.
+    bool out_of_order = false;
+    uint64_t seed = 1;
+    // With nothing to do, the doorbell watcher spins this long, then sleeps in
+    // growing steps up to max_idle_sleep between looks at the doorbells.
+    std::chrono::microseconds idle_spin{200};
+    std::chrono::microseconds max_idle_sleep{1000};
+
     [[nodiscard]] uint32_t vector_count() const { return uint32_t{nqp} + 1; }
     [[nodiscard]] uint64_t cap_register() const;
 

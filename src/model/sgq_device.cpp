@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "queue_processor.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/sgq_registers.hpp"
 #include "vfioq/transport.hpp"
@@ -31,6 +32,7 @@ SgqDevice::SgqDevice(const ModelConfig& config)
     : config_(config), config_space_(config), msix_(config.vector_count()), queues_(config.vector_count()) {}
 
 SgqDevice::~SgqDevice() {
+    if (processor_) processor_->stop();
     dma_.clear();
     if (bar0_map_) ::munmap(bar0_map_, sgq::kBar0Size);
     if (devmem_) ::munmap(devmem_, config_.devmem_size);
@@ -40,6 +42,8 @@ Result<std::unique_ptr<SgqDevice>> SgqDevice::create(const ModelConfig& config) 
     if (auto r = config.validate(); !r) return r.error().with_context("device model configuration");
     std::unique_ptr<SgqDevice> device(new SgqDevice(config));
     if (auto r = device->init(); !r) return r.error().with_context("device model");
+    device->processor_ = std::make_unique<QueueProcessor>(*device, config);
+    device->processor_->start();
     return device;
 }
 
@@ -139,9 +143,15 @@ uint32_t SgqDevice::read32(uint64_t offset) {
 }
 
 void SgqDevice::write32(uint64_t offset, uint32_t value) {
-    std::lock_guard lock(mutex_);
-    write32_locked(offset, value);
+    {
+        std::lock_guard lock(mutex_);
+        write32_locked(offset, value);
+    }
+    // A register written by message (not through the mapped doorbell page) is seen at once.
+    if (processor_ && offset >= sgq::kQueueRegsBase) processor_->kick();
 }
+
+void SgqDevice::queues_changed() { changes_.fetch_add(1, std::memory_order_acq_rel); }
 
 uint32_t SgqDevice::status_locked() {
     const bool ready = (ctrl_ & sgq::kCtrlEn) && Clock::now() >= ready_at_;
@@ -175,8 +185,8 @@ uint32_t SgqDevice::read32_locked(uint64_t offset) {
         case kRegCap: return half(config_.cap_register(), offset);
         case kRegDevmemSize: return half(config_.devmem_size, offset);
         case kRegErrAddr: return half(err_addr_, offset);
-        case kRegStatCmds: return half(stat_cmds_, offset);
-        case kRegStatBytes: return half(stat_bytes_, offset);
+        case kRegStatCmds: return half(stat_cmds_.load(), offset);
+        case kRegStatBytes: return half(stat_bytes_.load(), offset);
         default: break;
     }
     switch (offset) {
@@ -214,9 +224,16 @@ void SgqDevice::write32_locked(uint64_t offset, uint32_t value) {
             } else if (!(old & kCtrlEn) && (value & kCtrlEn)) {
                 ready_at_ = Clock::now() + config_.ready_delay;
             }
-            // Shutdown completes at once: the model holds no commands in flight here.
-            if ((value & kCtrlShnMask) == kCtrlShnNormal && (old & kCtrlShnMask) != kCtrlShnNormal)
-                shst_ = kShstComplete;
+            // Shutdown: the queue processor finishes what it fetched, then reports SHST complete.
+            if ((value & kCtrlShnMask) == kCtrlShnNormal && (old & kCtrlShnMask) != kCtrlShnNormal) {
+                if (ctrl_ & kCtrlEn) {
+                    shst_ = kShstInProgress;
+                    shutdown_pending_.store(true, std::memory_order_release);
+                    queues_changed();
+                } else {
+                    shst_ = kShstComplete;
+                }
+            }
             break;
         }
         case kRegScratch: scratch_ = value; break;
@@ -237,6 +254,7 @@ void SgqDevice::write_queue_register_locked(uint32_t qid, uint64_t reg, uint32_t
     if (reg == kQRegCtrl) return write_q_ctrl_locked(qid, value);
     if (reg == kQRegCoal) {
         q.coal = value;
+        queues_changed();
         return;
     }
     if (q.ctrl & kQCtrlEnable) return;  // base and size are fixed while the queue is enabled
@@ -275,13 +293,69 @@ void SgqDevice::write_q_ctrl_locked(uint32_t qid, uint32_t value) {
             msix_.raise(0);
             return;
         }
-        q.status = kQStatusEnabled;
         // A queue's doorbells read as 0 after it is enabled.
         doorbell(sq_tail_doorbell(qid, config_.dstrd)).store(0, std::memory_order_release);
         doorbell(cq_head_doorbell(qid, config_.dstrd)).store(0, std::memory_order_release);
-    } else if (!enable && was_enabled) {
-        q.status = 0;  // disabling also clears a halted queue's ERROR
+        q.status = kQStatusEnabled;
+        ++q.generation;
+    } else if (!enable && !(q.status & kQStatusEnabled)) {
+        q.status = 0;  // disabling clears the ERROR of an enable that was refused
     }
+    // Disabling a running queue: the processor completes what it fetched, then clears ENABLED.
+    queues_changed();
+}
+
+SgqDevice::QueueRegs SgqDevice::queue_config(uint32_t qid) {
+    std::lock_guard lock(mutex_);
+    return queues_[qid];
+}
+
+void SgqDevice::halt_queue(uint32_t qid, uint64_t generation, uint32_t err_bit, uint16_t cid, const char* why) {
+    {
+        std::lock_guard lock(mutex_);
+        QueueRegs& q = queues_[qid];
+        if (q.generation != generation || !(q.status & sgq::kQStatusEnabled)) return;
+        q.status |= sgq::kQStatusError;
+        err_status_ |= err_bit;
+        err_qid_ = qid | uint32_t{cid} << 16;
+    }
+    log::get(log::kModel)->warn("queue {}: {}; Q_STATUS.ERROR set, the queue is halted until disabled", qid, why);
+    queues_changed();
+    msix_.raise(0);
+}
+
+void SgqDevice::finish_disable(uint32_t qid, uint64_t generation) {
+    {
+        std::lock_guard lock(mutex_);
+        QueueRegs& q = queues_[qid];
+        if (q.generation != generation || (q.ctrl & sgq::kQCtrlEnable)) return;
+        q.status = 0;
+    }
+    queues_changed();
+}
+
+void SgqDevice::finish_shutdown() {
+    std::lock_guard lock(mutex_);
+    if (!shutdown_pending_.exchange(false)) return;
+    if (shst_ == sgq::kShstInProgress) shst_ = sgq::kShstComplete;
+}
+
+void SgqDevice::record_error(uint32_t err_bit, uint16_t qid, uint16_t cid) {
+    std::lock_guard lock(mutex_);
+    err_status_ |= err_bit;
+    err_qid_ = uint32_t{qid} | uint32_t{cid} << 16;
+}
+
+void SgqDevice::count_completion(uint64_t bytes) {
+    stat_cmds_.fetch_add(1, std::memory_order_relaxed);
+    stat_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+Result<void> SgqDevice::publish32(uint16_t qid, uint16_t cid, uint64_t iova, uint32_t value) {
+    DmaFault fault{};
+    auto r = dma_.publish32(iova, value, &fault);
+    if (!r) record_dma_fault(qid, cid, fault.iova);
+    return r;
 }
 
 void SgqDevice::controller_reset_locked() {
@@ -293,8 +367,12 @@ void SgqDevice::controller_reset_locked() {
     err_addr_ = 0;
     stat_cmds_ = 0;
     stat_bytes_ = 0;
-    for (auto& q : queues_) q = QueueRegs{};
+    shutdown_pending_ = false;
+    for (auto& q : queues_) q = QueueRegs{.generation = q.generation + 1};
     std::memset(bar0_map_ + sgq::kDoorbellBase, 0, sgq::kDoorbellPageSize);
+    // Every queue stops at once: the processor drops what it fetched.
+    epoch_.fetch_add(1, std::memory_order_acq_rel);
+    queues_changed();
 }
 
 void SgqDevice::record_dma_fault(uint16_t qid, uint16_t cid, uint64_t iova) {

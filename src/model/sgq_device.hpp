@@ -22,6 +22,8 @@
 
 namespace vfioq::model {
 
+class QueueProcessor;
+
 class SgqDevice {
 public:
     static Result<std::unique_ptr<SgqDevice>> create(const ModelConfig& config);
@@ -65,11 +67,32 @@ public:
     // Card memory (devmem_size bytes).
     [[nodiscard]] std::span<std::byte> devmem() { return {devmem_, config_.devmem_size}; }
 
-private:
+    // --- The device side, used by the queue processor and the command executor. ---
+
+    // A queue pair's registers; `generation` changes on every enable and reset.
     struct QueueRegs {
         uint64_t sq_base = 0, cq_base = 0;
         uint32_t sq_size = 0, cq_size = 0, ctrl = 0, status = 0, coal = 0;
+        uint64_t generation = 0;
     };
+    [[nodiscard]] QueueRegs queue_config(uint32_t qid);
+    // Counts register changes that concern queue processing, so that the
+    // processor re-reads queue registers only when one happened.
+    [[nodiscard]] uint64_t change_count() const { return changes_.load(std::memory_order_acquire); }
+    // Counts controller resets.
+    [[nodiscard]] uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+    [[nodiscard]] uint32_t doorbell_value(uint64_t offset) { return doorbell(offset).load(std::memory_order_acquire); }
+    // Q_STATUS.ERROR, the ERR_STATUS bit, ERR_QID and vector 0, if the queue is still in `generation`.
+    void halt_queue(uint32_t qid, uint64_t generation, uint32_t err_bit, uint16_t cid, const char* why);
+    // A disabled queue has drained: ENABLED (and ERROR) clear.
+    void finish_disable(uint32_t qid, uint64_t generation);
+    [[nodiscard]] bool shutdown_pending() const { return shutdown_pending_.load(std::memory_order_acquire); }
+    void finish_shutdown();
+    void record_error(uint32_t err_bit, uint16_t qid, uint16_t cid);
+    void count_completion(uint64_t bytes);
+    Result<void> publish32(uint16_t qid, uint16_t cid, uint64_t iova, uint32_t value);
+
+private:
 
     explicit SgqDevice(const ModelConfig& config);
     Result<void> init();
@@ -83,6 +106,7 @@ private:
     void write_q_ctrl_locked(uint32_t qid, uint32_t value);
     std::atomic_ref<uint32_t> doorbell(uint64_t offset);
     void record_dma_fault(uint16_t qid, uint16_t cid, uint64_t iova);
+    void queues_changed();
 
     const ModelConfig config_;
     std::mutex mutex_;
@@ -102,9 +126,13 @@ private:
     uint32_t err_status_ = 0;
     uint32_t err_qid_ = 0;
     uint64_t err_addr_ = 0;
-    uint64_t stat_cmds_ = 0;
-    uint64_t stat_bytes_ = 0;
+    std::atomic<uint64_t> stat_cmds_{0};
+    std::atomic<uint64_t> stat_bytes_{0};
     std::vector<QueueRegs> queues_;
+    std::atomic<uint64_t> changes_{0};
+    std::atomic<uint64_t> epoch_{0};
+    std::atomic<bool> shutdown_pending_{false};
+    std::unique_ptr<QueueProcessor> processor_;  // last: stopped before the rest goes
 };
 
 }  // namespace vfioq::model

@@ -150,7 +150,8 @@ TEST(SgqDevice, NormalShutdownCompletes) {
     auto d = make();
     enable_controller(*d);
     d->write32(kRegCtrl, kCtrlEn | kCtrlShnNormal);
-    EXPECT_EQ((d->read32(kRegStatus) & kStatusShstMask) >> kStatusShstShift, kShstComplete);
+    EXPECT_TRUE(test::eventually(
+        [&] { return (d->read32(kRegStatus) & kStatusShstMask) >> kStatusShstShift == kShstComplete; }));
     d->write32(kRegReset, kResetMagic);
     EXPECT_EQ(d->read32(kRegStatus) & kStatusShstMask, 0u);
 }
@@ -212,7 +213,8 @@ TEST(SgqDevice, BaseAndSizeAreFixedWhileTheQueueIsEnabled) {
     d->write32(queue_register(2, kQRegCoal), 0x00100004);  // Q_COAL stays writable
     EXPECT_EQ(d->read32(queue_register(2, kQRegCoal)), 0x00100004u);
     d->write32(queue_register(2, kQRegCtrl), 0);
-    EXPECT_EQ(d->read32(queue_register(2, kQRegStatus)), 0u);
+    // The card clears ENABLED once it has completed what it fetched.
+    EXPECT_TRUE(test::eventually([&] { return d->read32(queue_register(2, kQRegStatus)) == 0u; }));
     program_queue(*d, 2, 0x90000, 0xA0000, 7, 7);
     EXPECT_EQ(d->read64(queue_register(2, kQRegSqBase)), 0x90000u);
 }

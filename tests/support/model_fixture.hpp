@@ -81,6 +81,17 @@ std::vector<std::byte> bytes(const T& v) {
     return out;
 }
 
+// Polls `condition` until it holds or `ms` pass; the model works on threads of its own.
+template <typename F>
+bool eventually(F&& condition, int ms = 2000) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    return true;
+}
+
 inline UniqueFd make_eventfd() { return UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)); }
 
 // An fd-backed buffer, as DMA memory will be.

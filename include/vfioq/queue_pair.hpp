@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+// QueuePair: one submission/completion ring pair on the card, the I/O path.
+//
+// Threading: a queue pair belongs to one thread at a time; its calls take no
+// lock. Use one queue pair per thread (Controller::create_queue_pair).
+// Completions: poll() (or wait()) reaps them and calls each command's
+// callback on the calling thread; a callback may submit, but not poll.
+// Fast path: submit, submit_batch and poll allocate nothing, take no lock,
+// throw nothing and make no system call (the doorbell is a store into the
+// mapped doorbell page; where the device offers no mapping, one message per
+// batch). Errors on a refused submission carry a message naming the queue,
+// the segment and the limit.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "vfioq/dma.hpp"
+#include "vfioq/result.hpp"
+
+namespace vfioq {
+
+// A command's fate. The first ten are the card's status codes (spec 3.4).
+enum class IoStatus : uint16_t {
+    kSuccess = 0,
+    kInvalidOpcode,
+    kInvalidField,
+    kDevaddrRange,
+    kLengthInvalid,
+    kSglInvalid,
+    kSglLengthMismatch,
+    kDmaFault,
+    kAborted,
+    kInternal,
+    kUnknownDeviceStatus,  // a code the card's profile does not define; see Completion::device_status
+    kCancelled,            // the queue pair was closed and the device never completed it
+};
+const char* io_status_name(IoStatus status);
+
+enum class Opcode : uint8_t {
+    kWrite,  // host -> card (H2C)
+    kRead,   // card -> host (C2H)
+    kNop,
+};
+
+struct Completion {
+    IoStatus status;
+    uint16_t device_status;  // the raw status field
+    uint16_t qid;
+    uint16_t cid;
+    uint32_t bytes;  // bytes the device reports as moved
+    void* context;   // as given at submission
+};
+
+using CompletionCallback = void (*)(const Completion& completion);
+
+struct IoRequest {
+    Opcode op = Opcode::kNop;
+    uint64_t devaddr = 0;                   // byte offset in card memory
+    std::span<const DmaSegment> segments;   // host memory, in card address order
+    CompletionCallback callback = nullptr;  // may be null
+    void* context = nullptr;
+};
+
+struct QueuePairStats {
+    uint64_t submitted = 0, completed = 0;
+    uint64_t sq_doorbells = 0, cq_doorbells = 0;
+    uint64_t queue_full = 0;  // submissions refused for back-pressure
+    uint64_t device_errors = 0;  // bad completion entries (CID, SQ id, SQ head), counted and logged
+    uint64_t interrupts = 0;     // eventfd wake-ups consumed
+    uint64_t memory_bytes = 0;   // host memory this queue pair holds (rings, descriptor pages, trackers)
+};
+
+class QueuePair {
+public:
+    virtual ~QueuePair() = default;
+
+    [[nodiscard]] virtual uint16_t id() const = 0;
+    // Commands that may be outstanding at once, and how many are now.
+    [[nodiscard]] virtual uint32_t capacity() const = 0;
+    [[nodiscard]] virtual uint32_t outstanding() const = 0;
+
+    // Submits one command and rings the doorbell. EAGAIN when the queue is full
+    // (back-pressure: poll and try again; nothing is queued or dropped); EINVAL
+    // for a request the card's limits refuse; EPIPE after close().
+    virtual Result<uint16_t> submit(const IoRequest& request) = 0;
+    // Submits host memory that is registered or in a DmaBuffer (EFAULT otherwise).
+    virtual Result<uint16_t> submit_host(Opcode op, uint64_t devaddr, std::span<const HostSegment> segments,
+                                         CompletionCallback callback, void* context) = 0;
+    // Submits a 64-byte submission entry as it is, but for its CID field, which
+    // the queue pair fills in. For bring-up and tests that need commands the
+    // checks of submit() would refuse; the card's status says what it made of it.
+    virtual Result<uint16_t> submit_raw(std::span<const std::byte> entry, CompletionCallback callback,
+                                        void* context) = 0;
+    // Submits requests in order until one is refused or the queue is full;
+    // one doorbell for all. Returns how many were submitted; an error only when
+    // the first one is refused for a reason other than back-pressure.
+    virtual Result<uint32_t> submit_batch(std::span<const IoRequest> requests) = 0;
+
+    // Reaps up to `max` completions (0: the queue pair's poll batch), calls their
+    // callbacks, and returns how many. Never blocks.
+    virtual uint32_t poll(uint32_t max = 0) = 0;
+    // Interrupt mode: waits up to `timeout` for the queue's MSI-X vector (through
+    // io_uring on its eventfd) unless completions are already there, then polls.
+    // ENOTSUP in polled mode.
+    virtual Result<uint32_t> wait(std::chrono::milliseconds timeout, uint32_t max = 0) = 0;
+    // Interrupt mode: the eventfd of the queue's vector, for an application's own
+    // event loop (readable when completions may be there; read it, then poll()).
+    // Do not mix it with wait(). -1 in polled mode.
+    [[nodiscard]] virtual int event_fd() const = 0;
+
+    // Disables the queue on the card, delivers every outstanding command's
+    // completion (the device's own, ABORTED, or CANCELLED if the device never
+    // answered), and releases the rings. Submissions afterwards fail with EPIPE.
+    virtual Result<void> close() = 0;
+    [[nodiscard]] virtual bool closed() const = 0;
+
+    [[nodiscard]] virtual QueuePairStats stats() const = 0;
+};
+
+}  // namespace vfioq

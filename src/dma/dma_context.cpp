@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: MIT
+// DmaContext: the IOVA space of one device, its buffers and its registration cache.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "dma_memory.hpp"
+#include "iova_allocator.hpp"
+#include "registration_cache.hpp"
+#include "vfioq/dma.hpp"
+#include "vfioq/log.hpp"
+
+namespace vfioq {
+
+std::string memlock_problem(uint64_t pinned, uint64_t extra, uint64_t limit, bool cap_ipc_lock) {
+    if (cap_ipc_lock || limit == RLIM_INFINITY || pinned + extra <= limit) return {};
+    return fmt::format("pinning {} more bytes for DMA would exceed RLIMIT_MEMLOCK ({} bytes, {} pinned already): "
+                       "raise it (ulimit -l {} or more; LimitMEMLOCK= for a systemd service; memlock in "
+                       "/etc/security/limits.conf) or run with CAP_IPC_LOCK",
+                       extra, limit, pinned, (pinned + extra + 1023) / 1024);
+}
+
+namespace detail {
+
+namespace {
+
+bool has_cap_ipc_lock() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("CapEff:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> 14) & 1;  // CAP_IPC_LOCK
+    return false;
+}
+
+uint64_t memlock_limit() {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return RLIM_INFINITY;
+    return rl.rlim_cur;
+}
+
+}  // namespace
+
+class DmaState final : public dma::RegistrationCache::Mapper {
+public:
+    DmaState(Transport& transport, std::string name, const DmaOptions& options)
+        : transport_(&transport),
+          name_(std::move(name)),
+          options_(options),
+          iova_(transport.dma_limits().iova_ranges),
+          cache_(*this, budget(transport.dma_limits(), options),
+                 static_cast<uint64_t>(::sysconf(_SC_PAGESIZE))) {}
+
+    static dma::RegistrationCache::Budget budget(const DmaLimits& limits, const DmaOptions& o) {
+        dma::RegistrationCache::Budget b;
+        // Leave room under the IOMMU's limit for buffers and rings.
+        const uint64_t iommu = limits.max_mappings > 1024 ? limits.max_mappings - 1024 : limits.max_mappings / 2;
+        b.max_mappings = std::min<uint64_t>(o.max_registered_mappings ? o.max_registered_mappings : 60000,
+                                            std::max<uint64_t>(iommu, 1));
+        b.max_bytes = o.max_registered_bytes ? o.max_registered_bytes : ~0ull;
+        return b;
+    }
+
+    Result<DmaBuffer> allocate(const std::shared_ptr<DmaState>& self, size_t size) {
+        auto mem = dma::allocate_dma_memory(size, options_.hugepages, "vfioq-dma");
+        if (!mem) return mem.error().with_context(name_);
+        std::lock_guard lock(mutex_);
+        if (!transport_) return make_error(ENODEV, name_ + ": the device is closed");
+        if (auto r = check_memlock(mem->mapped_size); !r) return r.error();
+        const uint64_t align = mem->hugepages ? dma::kHugePageSize : 4096;
+        auto iova = iova_.allocate(mem->mapped_size, align);
+        if (!iova) return iova.error().with_context(fmt::format("{}: DMA buffer of {} bytes", name_, size));
+        DmaMapping m{*iova, mem->mapped_size, mem->data, mem->fd.get(), 0, true, true};
+        if (auto r = transport_->dma_map(m); !r) {
+            iova_.free(*iova, mem->mapped_size);
+            return r.error().with_context(fmt::format("DMA buffer of {} bytes", size));
+        }
+        pinned_ += pinned_cost(mem->mapped_size);
+        buffers_.emplace(reinterpret_cast<uintptr_t>(mem->data), BufferSpan{mem->mapped_size, *iova});
+        buffer_bytes_ += mem->mapped_size;
+        DmaBuffer b;
+        b.owner_ = self;
+        b.fd_ = std::move(mem->fd);
+        b.data_ = std::exchange(mem->data, nullptr);
+        b.size_ = mem->size;
+        b.mapped_size_ = mem->mapped_size;
+        b.iova_ = *iova;
+        b.hugepages_ = mem->hugepages;
+        return b;
+    }
+
+    void free_buffer(std::byte* data, uint64_t mapped_size, uint64_t iova) {
+        std::lock_guard lock(mutex_);
+        buffers_.erase(reinterpret_cast<uintptr_t>(data));
+        buffer_bytes_ -= mapped_size;
+        if (!transport_) return;
+        if (auto r = transport_->dma_unmap(iova, mapped_size); !r)
+            log::get(log::kDevice)->error("{}: unmapping a DMA buffer: {}", name_, r.error().message);
+        iova_.free(iova, mapped_size);
+        pinned_ -= pinned_cost(mapped_size);
+    }
+
+    Result<Registration> register_memory(const std::shared_ptr<DmaState>& self, const void* p, size_t len) {
+        std::lock_guard lock(mutex_);
+        if (!transport_) return make_error(ENODEV, name_ + ": the device is closed");
+        auto e = cache_.acquire(p, len);
+        if (!e) return e.error().with_context(name_);
+        Registration r;
+        r.owner_ = self;
+        r.entry_ = *e;
+        r.addr_ = p;
+        r.size_ = len;
+        r.iova_ = (*e)->iova_of(p);
+        return r;
+    }
+
+    void release_registration(void* entry) {
+        std::lock_guard lock(mutex_);
+        if (transport_) cache_.release(static_cast<dma::RegistrationCache::Entry*>(entry));
+    }
+
+    Result<void> unregister(const void* p, size_t len) {
+        std::lock_guard lock(mutex_);
+        if (!transport_) return make_error(ENODEV, name_ + ": the device is closed");
+        if (auto r = cache_.unregister(p, len); !r) return r.error().with_context(name_);
+        return {};
+    }
+
+    void flush() {
+        std::lock_guard lock(mutex_);
+        if (transport_) cache_.flush();
+    }
+
+    Result<uint64_t> translate(const void* p, size_t len) const {
+        const auto a = reinterpret_cast<uintptr_t>(p);
+        std::lock_guard lock(mutex_);
+        auto it = buffers_.upper_bound(a);
+        if (it != buffers_.begin()) {
+            --it;
+            if (a - it->first < it->second.size && len <= it->second.size - (a - it->first))
+                return it->second.iova + (a - it->first);
+        }
+        if (const auto* e = cache_.find_held(p, len)) return e->iova_of(p);
+        return make_error(EFAULT, fmt::format("{}: {} bytes at {} are neither in a DMA buffer nor in registered "
+                                              "memory (register it first)",
+                                              name_, len, p));
+    }
+
+    DmaStats stats() const {
+        std::lock_guard lock(mutex_);
+        const auto& c = cache_.stats();
+        return DmaStats{buffers_.size(), buffer_bytes_, c.mappings, c.bytes, c.hits, c.misses, c.merges, c.evictions};
+    }
+
+    void detach() {
+        std::lock_guard lock(mutex_);
+        if (!transport_) return;
+        cache_.flush();
+        transport_ = nullptr;
+    }
+
+    // Mapper: the registration cache maps application memory by address.
+    Result<uint64_t> map(uintptr_t vaddr, uint64_t size) override {
+        if (auto r = check_memlock(size); !r) return r.error();
+        const uint64_t align = size >= dma::kHugePageSize ? dma::kHugePageSize : 4096;
+        auto iova = iova_.allocate(size, align);
+        if (!iova) return iova.error();
+        DmaMapping m{*iova, size, reinterpret_cast<void*>(vaddr), -1, 0, true, true};
+        if (auto r = transport_->dma_map(m); !r) {
+            iova_.free(*iova, size);
+            return r.error();
+        }
+        // A forked child must not take copies of pages the device writes.
+        if (transport_->dma_limits().pins_memory) ::madvise(reinterpret_cast<void*>(vaddr), size, MADV_DONTFORK);
+        pinned_ += pinned_cost(size);
+        return *iova;
+    }
+
+    void unmap(uint64_t iova, uint64_t size) override {
+        if (!transport_) return;
+        if (auto r = transport_->dma_unmap(iova, size); !r)
+            log::get(log::kDevice)->error("{}: unmapping registered memory at IOVA {:#x}: {}", name_, iova,
+                                          r.error().message);
+        iova_.free(iova, size);
+        pinned_ -= pinned_cost(size);
+    }
+
+private:
+    struct BufferSpan {
+        uint64_t size;
+        uint64_t iova;
+    };
+
+    uint64_t pinned_cost(uint64_t size) const { return transport_ && transport_->dma_limits().pins_memory ? size : 0; }
+
+    Result<void> check_memlock(uint64_t size) {
+        if (!transport_->dma_limits().pins_memory) return {};
+        if (!cap_checked_) {
+            cap_ipc_lock_ = has_cap_ipc_lock();
+            cap_checked_ = true;
+        }
+        auto problem = memlock_problem(pinned_, size, memlock_limit(), cap_ipc_lock_);
+        if (!problem.empty()) return make_error(ENOMEM, name_ + ": " + problem);
+        return {};
+    }
+
+    mutable std::mutex mutex_;
+    Transport* transport_;
+    std::string name_;
+    DmaOptions options_;
+    dma::IovaAllocator iova_;
+    dma::RegistrationCache cache_;
+    std::map<uintptr_t, BufferSpan> buffers_;  // by address
+    uint64_t buffer_bytes_ = 0;
+    uint64_t pinned_ = 0;
+    bool cap_checked_ = false;
+    bool cap_ipc_lock_ = false;
+};
+
+}  // namespace detail
+
+// --- DmaBuffer ---
+
+DmaBuffer::DmaBuffer(DmaBuffer&& o) noexcept { *this = std::move(o); }
+
+DmaBuffer& DmaBuffer::operator=(DmaBuffer&& o) noexcept {
+    if (this != &o) {
+        release();
+        owner_ = std::move(o.owner_);
+        fd_ = std::move(o.fd_);
+        data_ = std::exchange(o.data_, nullptr);
+        size_ = std::exchange(o.size_, 0);
+        mapped_size_ = std::exchange(o.mapped_size_, 0);
+        iova_ = std::exchange(o.iova_, 0);
+        hugepages_ = std::exchange(o.hugepages_, false);
+    }
+    return *this;
+}
+
+DmaBuffer::~DmaBuffer() { release(); }
+
+void DmaBuffer::release() {
+    if (!data_) return;
+    if (owner_) owner_->free_buffer(data_, mapped_size_, iova_);
+    ::munmap(data_, mapped_size_);
+    data_ = nullptr;
+    owner_.reset();
+    fd_.reset();
+}
+
+// --- Registration ---
+
+Registration::Registration(Registration&& o) noexcept { *this = std::move(o); }
+
+Registration& Registration::operator=(Registration&& o) noexcept {
+    if (this != &o) {
+        release();
+        owner_ = std::move(o.owner_);
+        entry_ = std::exchange(o.entry_, nullptr);
+        addr_ = std::exchange(o.addr_, nullptr);
+        size_ = std::exchange(o.size_, 0);
+        iova_ = std::exchange(o.iova_, 0);
+    }
+    return *this;
+}
+
+Registration::~Registration() { release(); }
+
+void Registration::release() {
+    if (entry_ && owner_) owner_->release_registration(entry_);
+    entry_ = nullptr;
+    owner_.reset();
+}
+
+// --- DmaContext ---
+
+DmaContext::DmaContext(Transport& transport, std::string device_name, const DmaOptions& options)
+    : state_(std::make_shared<detail::DmaState>(transport, std::move(device_name), options)) {}
+
+DmaContext::~DmaContext() { detach(); }
+
+Result<DmaBuffer> DmaContext::allocate(size_t size) { return state_->allocate(state_, size); }
+Result<Registration> DmaContext::register_memory(const void* p, size_t len) {
+    return state_->register_memory(state_, p, len);
+}
+Result<void> DmaContext::unregister(const void* p, size_t len) { return state_->unregister(p, len); }
+void DmaContext::flush() { state_->flush(); }
+Result<uint64_t> DmaContext::translate(const void* p, size_t len) const { return state_->translate(p, len); }
+DmaStats DmaContext::stats() const { return state_->stats(); }
+void DmaContext::detach() { state_->detach(); }
+
+}  // namespace vfioq

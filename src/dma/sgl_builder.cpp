@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+#include "sgl_builder.hpp"
+
+#include <fmt/format.h>
+
+namespace vfioq::dma {
+
+using sgq::SglDescriptor;
+
+SglPagePool::SglPagePool(std::byte* base, uint64_t iova, uint32_t pages)
+    : base_(base), iova_(iova), next_(pages, -1), free_(pages), free_count_(pages) {
+    for (uint32_t i = 0; i < pages; ++i) free_[i] = pages - 1 - i;  // page 0 on top
+}
+
+int32_t SglPagePool::take() {
+    if (free_count_ == 0) return -1;
+    const uint32_t p = free_[--free_count_];
+    next_[p] = -1;
+    return static_cast<int32_t>(p);
+}
+
+void SglPagePool::give_chain(int32_t first) {
+    while (first >= 0) {
+        const int32_t next = next_[static_cast<uint32_t>(first)];
+        free_[free_count_++] = static_cast<uint32_t>(first);
+        first = next;
+    }
+}
+
+int32_t SglPagePool::page_of(uint64_t iova) const {
+    if (iova < iova_ || iova - iova_ >= uint64_t{pages()} * kSglPageSize) return -1;
+    return static_cast<int32_t>((iova - iova_) / kSglPageSize);
+}
+
+namespace {
+
+// Walks the merged descriptors of `segments`, calling emit(desc) for each; stops at the first error.
+template <typename Emit>
+SglResult merge(std::span<const DmaSegment> segments, const SglLimits& limits, Emit&& emit) {
+    SglResult r;
+    if (segments.empty()) {
+        r.error = SglError::kEmpty;
+        return r;
+    }
+    const uint64_t mask = (uint64_t{1} << limits.sge_align_log2) - 1;
+    const uint64_t max_total = uint64_t{1} << limits.max_xfer_log2;
+    uint64_t cur_iova = 0, cur_len = 0;
+    for (uint32_t i = 0; i < segments.size(); ++i) {
+        const DmaSegment& s = segments[i];
+        r.segment = i;
+        if (s.len == 0) {
+            r.error = SglError::kZeroLength;
+            return r;
+        }
+        if ((s.iova & mask) || (s.len & mask)) {
+            r.error = SglError::kMisaligned;
+            return r;
+        }
+        r.total += s.len;
+        if (s.len > max_total || r.total > max_total) {
+            r.error = SglError::kTooLong;
+            return r;
+        }
+        if (cur_len != 0 && cur_iova + cur_len == s.iova && cur_len + s.len <= UINT32_MAX) {
+            cur_len += s.len;
+            continue;
+        }
+        if (cur_len != 0) {
+            emit(SglDescriptor::make(sgq::kSglData, cur_iova, static_cast<uint32_t>(cur_len)));
+            ++r.descriptors;
+        }
+        cur_iova = s.iova;
+        cur_len = s.len;
+    }
+    emit(SglDescriptor::make(sgq::kSglData, cur_iova, static_cast<uint32_t>(cur_len)));
+    ++r.descriptors;
+    if (r.descriptors > limits.max_sge) r.error = SglError::kTooManyDescriptors;
+    return r;
+}
+
+}  // namespace
+
+SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limits, SglPagePool& pool,
+                    SglDescriptor& dptr1, SglDescriptor& dptr2) {
+    SglResult r = merge(segments, limits, [](const SglDescriptor&) {});
+    if (r.error != SglError::kNone) return r;
+    const uint32_t n = r.descriptors;
+    dptr2 = SglDescriptor{};
+    if (n <= 2) {
+        uint32_t i = 0;
+        merge(segments, limits, [&](const SglDescriptor& d) { (i++ == 0 ? dptr1 : dptr2) = d; });
+        return r;
+    }
+    // DPTR1 holds the first descriptor; the other n - 1 go into pages of kSglPerPage,
+    // each full page but the last giving its final slot to the link to the next.
+    const uint32_t rest = n - 1;
+    const uint32_t pages = rest <= kSglPerPage ? 1 : (rest - 1 + kSglPerPage - 2) / (kSglPerPage - 1);
+    if (pool.free_pages() < pages) {
+        r.error = SglError::kNoPages;
+        return r;
+    }
+    int32_t page = pool.take();
+    r.first_page = page;
+    uint32_t left = rest;  // descriptors not yet placed in a page
+    auto array_kind = [](uint32_t remaining) {
+        return remaining <= kSglPerPage ? sgq::kSglLastSegment : sgq::kSglSegment;
+    };
+    auto array_len = [](uint32_t remaining) {
+        return (remaining <= kSglPerPage ? remaining : kSglPerPage) * uint32_t{sizeof(SglDescriptor)};
+    };
+    dptr2 = SglDescriptor::make(array_kind(left), pool.page_iova(static_cast<uint32_t>(page)), array_len(left));
+    SglDescriptor* slot = pool.page(static_cast<uint32_t>(page));
+    uint32_t used = 0;  // slots used in the current page
+    bool first = true;
+    merge(segments, limits, [&](const SglDescriptor& d) {
+        if (first) {
+            dptr1 = d;
+            first = false;
+            return;
+        }
+        if (used == kSglPerPage - 1 && left > 1) {
+            // This page is full but for its link: chain to a fresh one.
+            const int32_t next = pool.take();
+            pool.link(static_cast<uint32_t>(page), next);
+            slot[used] = SglDescriptor::make(array_kind(left), pool.page_iova(static_cast<uint32_t>(next)),
+                                             array_len(left));
+            page = next;
+            slot = pool.page(static_cast<uint32_t>(page));
+            used = 0;
+        }
+        slot[used++] = d;
+        --left;
+    });
+    return r;
+}
+
+std::string describe(const SglResult& r, std::span<const DmaSegment> segments, const SglLimits& limits) {
+    auto seg = [&] {
+        const DmaSegment& s = segments[r.segment];
+        return fmt::format("segment {} (IOVA {:#x}, {} bytes)", r.segment, s.iova, s.len);
+    };
+    switch (r.error) {
+        case SglError::kNone: return "no error";
+        case SglError::kEmpty: return "no segments were given";
+        case SglError::kZeroLength: return seg() + " is empty";
+        case SglError::kMisaligned:
+            return fmt::format("{} is not aligned to {} bytes in address and length (CAP.SGE_ALIGN)", seg(),
+                               uint64_t{1} << limits.sge_align_log2);
+        case SglError::kTooLong:
+            return fmt::format("the transfer reaches {} bytes at {}, beyond the {} bytes a command may move "
+                               "(CAP.MAX_XFER)",
+                               r.total, seg(), uint64_t{1} << limits.max_xfer_log2);
+        case SglError::kTooManyDescriptors:
+            return fmt::format("{} segments remain after merging neighbours, more than the {} a command may carry "
+                               "(CAP.MAX_SGE)",
+                               r.descriptors, limits.max_sge);
+        case SglError::kNoPages:
+            return fmt::format("the {} descriptors need segment-array pages and the queue pair's pool has too few "
+                               "free now",
+                               r.descriptors);
+    }
+    return "unknown SGL error";
+}
+
+}  // namespace vfioq::dma

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: MIT
+// The queue engine: one submission ring and one completion ring in host
+// memory, NVMe style (64-byte SQ entries; 16-byte CQ entries with SQ head,
+// SQ id, CID and a phase-tagged status in the last dword). It hands out
+// CIDs, fills the SQ in ring order, rings the SQ doorbell once per batch,
+// reaps completions by phase tag, validates each one, and rings the CQ
+// doorbell once per poll. It knows no device registers, sockets or ioctls:
+// doorbells are a mapped word or a callback.
+// One thread per engine; no locks, no allocation, no system call of its own.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include "cid_pool.hpp"
+
+namespace vfioq::engine {
+
+struct CqEntry {
+    uint32_t dw0;
+    uint32_t dw1;
+    uint16_t sqhd;
+    uint16_t sqid;
+    uint16_t cid;
+    uint16_t status_phase;  // bit 0 phase, bits 15:1 status
+
+    [[nodiscard]] uint16_t status() const { return status_phase >> 1; }
+};
+static_assert(sizeof(CqEntry) == 16);
+
+inline constexpr uint32_t kSqEntrySize = 64;
+
+// Where a doorbell write goes when the doorbell is not mapped.
+class DoorbellWriter {
+public:
+    virtual ~DoorbellWriter() = default;
+    virtual void write_doorbell(uint64_t offset, uint32_t value) = 0;
+};
+
+struct Doorbell {
+    volatile uint32_t* mapped = nullptr;
+    DoorbellWriter* fallback = nullptr;
+    uint64_t offset = 0;
+
+    void ring(uint32_t value) const {
+        if (mapped) {
+            // Release: the entries written before the doorbell are visible to the
+            // device before the new index is.
+            std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(mapped)).store(value, std::memory_order_release);
+        } else {
+            std::atomic_thread_fence(std::memory_order_release);
+            fallback->write_doorbell(offset, value);
+        }
+    }
+};
+
+struct RingConfig {
+    uint16_t qid = 0;
+    void* sq = nullptr;
+    uint32_t sq_entries = 0;
+    void* cq = nullptr;
+    uint32_t cq_entries = 0;
+    uint32_t max_outstanding = 0;  // at most sq_entries - 1
+    Doorbell sq_tail;
+    Doorbell cq_head;
+};
+
+enum class BadCompletionReason : uint8_t { kCidOutOfRange, kCidNotOutstanding, kWrongSqid, kSqHeadInvalid };
+const char* bad_completion_reason(BadCompletionReason reason);
+
+struct BadCompletion {
+    CqEntry entry;
+    BadCompletionReason reason;
+};
+
+struct EngineCounters {
+    uint64_t submitted = 0;
+    uint64_t completed = 0;
+    uint64_t sq_doorbells = 0;
+    uint64_t cq_doorbells = 0;
+    // Device errors: completions that were counted and dropped (SQ head ones are used but their SQ head is not).
+    uint64_t cid_out_of_range = 0;
+    uint64_t cid_not_outstanding = 0;
+    uint64_t wrong_sqid = 0;
+    uint64_t sq_head_invalid = 0;
+
+    [[nodiscard]] uint64_t device_errors() const {
+        return cid_out_of_range + cid_not_outstanding + wrong_sqid + sq_head_invalid;
+    }
+};
+
+class QueueEngine {
+public:
+    static constexpr size_t kBadHistory = 8;
+
+    QueueEngine() = default;
+    explicit QueueEngine(const RingConfig& config);
+
+    [[nodiscard]] uint16_t qid() const { return cfg_.qid; }
+    [[nodiscard]] uint32_t capacity() const { return cids_.capacity(); }
+    [[nodiscard]] uint32_t outstanding() const { return cids_.in_use(); }
+    // A command can be submitted now (a free CID and a free SQ slot).
+    [[nodiscard]] bool can_submit() const { return cids_.available() != 0 && !sq_full(); }
+    [[nodiscard]] bool sq_full() const { return next(sq_tail_, cfg_.sq_entries) == sq_head_; }
+
+    // Submission: acquire a CID, fill the slot at the tail, push; ring once per batch.
+    int32_t acquire_cid() { return cids_.acquire(); }
+    void abandon_cid(uint16_t cid) { cids_.release(cid); }
+    [[nodiscard]] void* sq_slot() const { return static_cast<std::byte*>(cfg_.sq) + uint64_t{sq_tail_} * kSqEntrySize; }
+    void push() {
+        sq_tail_ = next(sq_tail_, cfg_.sq_entries);
+        ++counters_.submitted;
+    }
+    void ring_sq() {
+        if (sq_tail_ == rung_tail_) return;
+        cfg_.sq_tail.ring(sq_tail_);
+        rung_tail_ = sq_tail_;
+        ++counters_.sq_doorbells;
+    }
+
+    // Reaps up to `max` entries; calls on_complete(cid, entry) for each valid one,
+    // after its CID is free again (the callback may submit). Returns completions delivered.
+    template <typename F>
+    uint32_t poll(uint32_t max, F&& on_complete);
+
+    // Forgets every outstanding command (after a controller reset or a disable
+    // whose completions never came); calls on_lost(cid) for each.
+    template <typename F>
+    void reclaim_all(F&& on_lost);
+
+    [[nodiscard]] const EngineCounters& counters() const { return counters_; }
+    // The most recent bad completions, oldest first; `count` says how many are valid.
+    [[nodiscard]] const std::array<BadCompletion, kBadHistory>& bad_history() const { return bad_; }
+    [[nodiscard]] size_t bad_count() const { return bad_total_ < kBadHistory ? bad_total_ : kBadHistory; }
+
+    [[nodiscard]] uint32_t sq_head() const { return sq_head_; }
+    [[nodiscard]] uint32_t sq_tail() const { return sq_tail_; }
+    [[nodiscard]] uint32_t cq_head() const { return cq_head_; }
+    [[nodiscard]] bool phase() const { return phase_; }
+
+private:
+    static uint32_t next(uint32_t i, uint32_t n) { return i + 1 == n ? 0 : i + 1; }
+    static uint32_t ahead(uint32_t from, uint32_t to, uint32_t n) { return to >= from ? to - from : to + n - from; }
+    void record_bad(const CqEntry& e, BadCompletionReason reason);
+
+    RingConfig cfg_;
+    CidPool cids_;
+    uint32_t sq_tail_ = 0, rung_tail_ = 0, sq_head_ = 0;
+    uint32_t cq_head_ = 0;
+    bool phase_ = true;
+    EngineCounters counters_;
+    std::array<BadCompletion, kBadHistory> bad_{};
+    uint64_t bad_total_ = 0;
+};
+
+template <typename F>
+uint32_t QueueEngine::poll(uint32_t max, F&& on_complete) {
+    auto* ring = static_cast<CqEntry*>(cfg_.cq);
+    uint32_t delivered = 0, reaped = 0;
+    while (reaped < max) {
+        CqEntry* slot = &ring[cq_head_];
+        // Acquire: the rest of the entry is read only after its phase tag says it is new.
+        const uint16_t tag = std::atomic_ref<uint16_t>(slot->status_phase).load(std::memory_order_acquire);
+        if (static_cast<bool>(tag & 1) != phase_) break;
+        CqEntry e;
+        std::memcpy(&e, slot, sizeof(e));
+        e.status_phase = tag;
+        cq_head_ = next(cq_head_, cfg_.cq_entries);
+        if (cq_head_ == 0) phase_ = !phase_;
+        ++reaped;
+        if (e.sqid != cfg_.qid) {
+            record_bad(e, BadCompletionReason::kWrongSqid);
+            continue;
+        }
+        if (e.cid >= cids_.capacity()) {
+            record_bad(e, BadCompletionReason::kCidOutOfRange);
+            continue;
+        }
+        if (!cids_.outstanding(e.cid)) {
+            record_bad(e, BadCompletionReason::kCidNotOutstanding);
+            continue;
+        }
+        // SQ head: inside the ring and between our head and tail, never backwards.
+        if (e.sqhd < cfg_.sq_entries &&
+            ahead(sq_head_, e.sqhd, cfg_.sq_entries) <= ahead(sq_head_, sq_tail_, cfg_.sq_entries))
+            sq_head_ = e.sqhd;
+        else
+            record_bad(e, BadCompletionReason::kSqHeadInvalid);
+        cids_.release(e.cid);
+        ++counters_.completed;
+        ++delivered;
+        on_complete(e.cid, e);
+    }
+    if (reaped != 0) {
+        cfg_.cq_head.ring(cq_head_);
+        ++counters_.cq_doorbells;
+    }
+    return delivered;
+}
+
+template <typename F>
+void QueueEngine::reclaim_all(F&& on_lost) {
+    for (uint32_t cid = 0; cid < cids_.capacity(); ++cid)
+        if (cids_.release(cid)) on_lost(static_cast<uint16_t>(cid));
+}
+
+}  // namespace vfioq::engine

@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: MIT
+#include "queue_processor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "sgq_device.hpp"
+#include "vfioq/log.hpp"
+#include "vfioq/sgq_registers.hpp"
+
+namespace vfioq::model {
+
+using sgq::Status;
+
+namespace {
+
+// Distance from `from` forward to `to` on a ring of n entries.
+uint32_t ahead(uint32_t from, uint32_t to, uint32_t n) { return to >= from ? to - from : to + n - from; }
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+QueueProcessor::QueueProcessor(SgqDevice& device, const ModelConfig& config)
+    : device_(device), config_(config), executor_(device), rng_(config.seed), queues_(config.vector_count()) {}
+
+QueueProcessor::~QueueProcessor() { stop(); }
+
+void QueueProcessor::start() {
+    seen_epoch_ = device_.epoch();
+    for (uint32_t i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { worker(); });
+    thread_ = std::thread([this] { run(); });
+}
+
+void QueueProcessor::stop() {
+    stop_.store(true);
+    kick();
+    {
+        std::lock_guard lock(jobs_mutex_);
+        jobs_cv_.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+    for (auto& w : workers_)
+        if (w.joinable()) w.join();
+    workers_.clear();
+}
+
+void QueueProcessor::kick() {
+    std::lock_guard lock(wake_mutex_);
+    kicked_ = true;
+    wake_cv_.notify_one();
+}
+
+uint32_t QueueProcessor::cq_free(const Queue& q) {
+    return q.cq_entries - 1 - ahead(q.cq_head, q.cq_tail, q.cq_entries);
+}
+
+void QueueProcessor::run() {
+    auto last_work = Clock::now();
+    while (!stop_.load(std::memory_order_relaxed)) {
+        refresh_queues();
+        collect_finished();
+        const auto now = Clock::now();
+        bool work = false;
+        for (uint16_t qid = 0; qid < queues_.size(); ++qid) work |= service(qid, now);
+        if (device_.shutdown_pending() &&
+            std::all_of(queues_.begin(), queues_.end(), [](const Queue& q) { return q.unposted == 0; }))
+            device_.finish_shutdown();
+        if (work) {
+            last_work = now;
+            continue;
+        }
+        idle(last_work);
+    }
+}
+
+void QueueProcessor::idle(Clock::time_point last_work) {
+    const auto idle_for = Clock::now() - last_work;
+    if (idle_for < config_.idle_spin) {
+        cpu_relax();
+        return;
+    }
+    // Sleep longer the longer the card has been idle: a doorbell written into the
+    // shared page cannot wake us, so this is the latency of the first command after a pause.
+    auto sleep = std::chrono::duration_cast<std::chrono::microseconds>(idle_for - config_.idle_spin) / 4;
+    sleep = std::clamp<std::chrono::microseconds>(sleep, std::chrono::microseconds(10), config_.max_idle_sleep);
+    std::unique_lock lock(wake_mutex_);
+    wake_cv_.wait_for(lock, sleep, [this] { return kicked_ || stop_.load(); });
+    kicked_ = false;
+}
+
+void QueueProcessor::refresh_queues() {
+    const uint64_t epoch = device_.epoch();
+    if (epoch != seen_epoch_) {
+        // A controller reset: every queue stops at once and nothing fetched is completed.
+        seen_epoch_ = epoch;
+        for (auto& q : queues_) q = Queue{};
+    }
+    const uint64_t changes = device_.change_count();
+    if (changes == seen_changes_) return;
+    seen_changes_ = changes;
+    for (uint16_t qid = 0; qid < queues_.size(); ++qid) {
+        Queue& q = queues_[qid];
+        const auto cfg = device_.queue_config(qid);
+        const bool enabled = cfg.status & sgq::kQStatusEnabled;
+        if (!enabled) {
+            q = Queue{};
+            continue;
+        }
+        if (!q.active || cfg.generation != q.generation) {
+            q = Queue{};
+            q.active = true;
+            q.generation = cfg.generation;
+            q.sq_base = cfg.sq_base;
+            q.cq_base = cfg.cq_base;
+            q.sq_entries = cfg.sq_size + 1;
+            q.cq_entries = cfg.cq_size + 1;
+        }
+        q.ctrl = cfg.ctrl;
+        q.coal = cfg.coal;
+    }
+}
+
+void QueueProcessor::collect_finished() {
+    if (workers_.empty()) return;
+    std::vector<Finished> done;
+    {
+        std::lock_guard lock(finished_mutex_);
+        done.swap(finished_);
+    }
+    for (auto& f : done) {
+        Queue& q = queues_[f.qid];
+        if (!q.active || q.generation != f.generation) continue;  // the queue was reset meanwhile
+        --q.executing;
+        q.ready.push_back(f);
+    }
+}
+
+void QueueProcessor::worker() {
+    CommandExecutor executor(device_);
+    for (;;) {
+        Job job;
+        {
+            std::unique_lock lock(jobs_mutex_);
+            jobs_cv_.wait(lock, [this] { return !jobs_.empty() || stop_.load(); });
+            if (stop_.load()) return;
+            job = jobs_.front();
+            jobs_.pop_front();
+        }
+        CommandOutcome out{Status::kAborted, 0};
+        if (device_.epoch() == job.epoch) out = executor.execute(job.qid, job.sqe, job.epoch);
+        {
+            std::lock_guard lock(finished_mutex_);
+            finished_.push_back({job.qid, job.generation, job.sqe.cid, out, job.due});
+        }
+    }
+}
+
+void QueueProcessor::halt(uint16_t qid, Queue& q, uint32_t err_bit, uint16_t cid, const char* why) {
+    q.halted = true;
+    device_.halt_queue(qid, q.generation, err_bit, cid, why);
+}
+
+bool QueueProcessor::service(uint16_t qid, Clock::time_point now) {
+    Queue& q = queues_[qid];
+    if (!q.active) return false;
+    const bool disabling = !(q.ctrl & sgq::kQCtrlEnable);
+    if (q.halted) {
+        // A halted queue moves nothing more; disabling it clears the halt.
+        if (disabling) {
+            device_.finish_disable(qid, q.generation);
+            q = Queue{};
+        }
+        return false;
+    }
+    bool work = false;
+    const uint32_t head = device_.doorbell_value(sgq::cq_head_doorbell(qid, config_.dstrd));
+    if (head != q.cq_head) {
+        if (head >= q.cq_entries || ahead(q.cq_head, head, q.cq_entries) > ahead(q.cq_head, q.cq_tail, q.cq_entries)) {
+            halt(qid, q, sgq::kErrDoorbell, 0, "CQ head doorbell releases entries the device has not posted");
+            return true;
+        }
+        q.cq_head = head;
+        work = true;
+    }
+    if (!disabling) {
+        const uint32_t tail = device_.doorbell_value(sgq::sq_tail_doorbell(qid, config_.dstrd));
+        if (tail != q.sq_tail) {
+            if (tail >= q.sq_entries ||
+                ahead(q.sq_head, tail, q.sq_entries) < ahead(q.sq_head, q.sq_tail, q.sq_entries)) {
+                halt(qid, q, sgq::kErrDoorbell, 0, "SQ tail doorbell overruns entries not yet consumed");
+                return true;
+            }
+            q.sq_tail = tail;
+        }
+        // A shutdown finishes what was fetched and fetches nothing more.
+        if (!device_.shutdown_pending()) work |= fetch(qid, q, now);
+        if (q.halted) return true;
+    }
+    work |= post(qid, q, now, disabling);
+    if (q.halted) return true;
+    const bool idle = q.sq_head == q.sq_tail && q.unposted == 0;
+    interrupt(q, now, idle || cq_free(q) == 0, disabling);
+    if (disabling && q.executing == 0 && q.unposted == 0) {
+        device_.finish_disable(qid, q.generation);
+        q = Queue{};
+        return true;
+    }
+    return work;
+}
+
+bool QueueProcessor::fetch(uint16_t qid, Queue& q, Clock::time_point now) {
+    bool work = false;
+    const uint64_t epoch = seen_epoch_;
+    // Never fetch more than the CQ can take: the device must not drop a completion.
+    while (q.sq_head != q.sq_tail && q.unposted < cq_free(q)) {
+        sgq::SubmissionEntry sqe;
+        if (!device_.dma_read(qid, 0, q.sq_base + uint64_t{q.sq_head} * sgq::kSqEntrySize,
+                              std::as_writable_bytes(std::span(&sqe, 1)))) {
+            halt(qid, q, sgq::kErrQueueFetch, 0, "the submission ring could not be read");
+            return true;
+        }
+        if (++q.sq_head == q.sq_entries) q.sq_head = 0;
+        ++q.unposted;
+        work = true;
+        const auto due = now + config_.latency;
+        if (!workers_.empty()) {
+            ++q.executing;
+            std::lock_guard lock(jobs_mutex_);
+            jobs_.push_back({qid, q.generation, epoch, sqe, due});
+            jobs_cv_.notify_one();
+        } else {
+            q.ready.push_back({qid, q.generation, sqe.cid, executor_.execute(qid, sqe, epoch), due});
+        }
+    }
+    return work;
+}
+
+bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool all) {
+    bool work = false;
+    while (!q.ready.empty()) {
+        size_t pick = 0;
+        if (config_.out_of_order && q.ready.size() > 1) pick = rng_() % q.ready.size();
+        if (!all && q.ready[pick].due > now) {
+            // Completions become due in fetch order; the front is the earliest.
+            if (!config_.out_of_order || q.ready.front().due > now) break;
+            pick = 0;
+        }
+        const Finished f = q.ready[pick];
+        q.ready.erase(q.ready.begin() + static_cast<std::ptrdiff_t>(pick));
+        // The entry's last dword carries the phase and is written last, with release
+        // semantics, so the host never sees the tag before the rest of the entry.
+        sgq::CompletionEntry cqe{};
+        cqe.result = f.outcome.bytes;
+        cqe.sqhd = static_cast<uint16_t>(q.sq_head);
+        cqe.sqid = qid;
+        const uint64_t at = q.cq_base + uint64_t{q.cq_tail} * sgq::kCqEntrySize;
+        const uint32_t last = uint32_t{f.cid} | uint32_t(static_cast<uint16_t>(f.outcome.status) << 1 | q.phase) << 16;
+        const bool ok = device_.dma_write(qid, f.cid, at, std::as_bytes(std::span(&cqe, 1)).first(12)) &&
+                        device_.publish32(qid, f.cid, at + 12, last);
+        if (!ok) {
+            halt(qid, q, sgq::kErrQueueFetch, f.cid, "the completion ring could not be written");
+            return true;
+        }
+        if (++q.cq_tail == q.cq_entries) {
+            q.cq_tail = 0;
+            q.phase = !q.phase;
+        }
+        --q.unposted;
+        device_.count_completion(f.outcome.status == Status::kSuccess ? f.outcome.bytes : 0);
+        if (q.irq_pending++ == 0) q.irq_first = now;
+        work = true;
+    }
+    return work;
+}
+
+void QueueProcessor::interrupt(Queue& q, Clock::time_point now, bool quiet, bool force) {
+    if (q.irq_pending == 0) return;
+    // Q_COAL: raise once `threshold` entries are pending, or `time` after the first
+    // of them, or (time 0) when the queue goes quiet: no completion is left unsignalled.
+    const uint32_t threshold = q.coal & 0xFFFF;
+    const auto time = std::chrono::microseconds(q.coal >> 16);
+    bool fire = force || threshold == 0 || q.irq_pending >= threshold;
+    if (!fire) fire = time.count() > 0 ? now - q.irq_first >= time : quiet;
+    if (!fire) return;
+    q.irq_pending = 0;
+    if (q.ctrl & sgq::kQCtrlIen) device_.msix().raise(q.ctrl >> sgq::kQCtrlVectorShift);
+}
+
+}  // namespace vfioq::model

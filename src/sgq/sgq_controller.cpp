@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: MIT
+#include "sgq_controller.hpp"
+
+#include <fmt/format.h>
+#include <linux/pci_regs.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "sgq_queue_pair.hpp"
+#include "vfioq/log.hpp"
+
+namespace vfioq::sgq {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint32_t kIrqMsix = static_cast<uint32_t>(PciIrq::kMsix);
+
+}  // namespace
+
+Result<std::unique_ptr<Controller>> SgqController::open(Device& device, const ControllerOptions& options) {
+    std::unique_ptr<SgqController> c(new SgqController(device));
+    if (auto r = c->bring_up(options); !r) return r.error();
+    return std::unique_ptr<Controller>(std::move(c));
+}
+
+SgqController::~SgqController() {
+    if (auto r = shutdown(); !r) log::get(log::kDevice)->error("{}", r.error().message);
+}
+
+Result<uint32_t> SgqController::reg32(uint64_t offset, const char* reg) {
+    auto v = device_.read32(kRegisterBar, offset);
+    if (!v) return v.error().with_context(fmt::format("reading {}", reg));
+    return *v;
+}
+
+Result<void> SgqController::set_reg32(uint64_t offset, uint32_t value, const char* reg) {
+    auto r = device_.write32(kRegisterBar, offset, value);
+    if (!r) return r.error().with_context(fmt::format("writing {:#x} to {}", value, reg));
+    return {};
+}
+
+Result<uint32_t> SgqController::wait_register(uint64_t offset, const char* reg,
+                                              const std::function<bool(uint32_t)>& pred, const std::string& awaited,
+                                              const std::function<void()>& between) {
+    const auto deadline = Clock::now() + info_.ready_timeout;
+    auto pause = std::chrono::microseconds(20);
+    for (;;) {
+        auto v = reg32(offset, reg);
+        if (!v) return v.error();
+        if (pred(*v)) return *v;
+        if (*v == 0xFFFFFFFFu)
+            return make_error(ENODEV, fmt::format("{}: {} reads all-ones while waiting for {}: the card is gone "
+                                                  "or not responding",
+                                                  name(), reg, awaited));
+        if (Clock::now() > deadline)
+            return make_error(ETIMEDOUT, fmt::format("{}: {} still reads {:#010x} after {} ms waiting for {}", name(),
+                                                     reg, *v, info_.ready_timeout.count(), awaited));
+        if (between) between();
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::microseconds(2000));
+    }
+}
+
+Result<void> SgqController::bring_up(const ControllerOptions& options) {
+    auto id = reg32(kRegId, "ID");
+    if (!id) return id.error().with_context(name());
+    if (*id == 0xFFFFFFFFu)
+        return make_error(ENODEV, fmt::format("{}: the ID register reads all-ones: the card is gone or not "
+                                              "responding",
+                                              name()));
+    if (*id != kIdValue)
+        return make_error(ENODEV, fmt::format("{}: the ID register reads {:#010x}, not {:#010x} (\"SGQD\"): not an "
+                                              "SGQ card",
+                                              name(), *id, kIdValue));
+    auto version = reg32(kRegVersion, "VERSION");
+    if (!version) return version.error().with_context(name());
+    if (*version >> 16 != 1)
+        return make_error(ENOTSUP, fmt::format("{}: interface version {}.{} is not supported (major 1 is)", name(),
+                                               *version >> 16, *version & 0xFFFF));
+    auto cap = device_.read64(kRegisterBar, kRegCap);
+    auto devmem = device_.read64(kRegisterBar, kRegDevmemSize);
+    if (!cap) return cap.error().with_context(name() + ": reading CAP");
+    if (!devmem) return devmem.error().with_context(name() + ": reading DEVMEM_SIZE");
+    cap_ = Cap::decode(*cap);
+    info_.version = *version;
+    info_.queue_pairs = cap_.nqp + 1;
+    info_.max_queue_entries = cap_.mqes + 1;
+    info_.devmem_size = *devmem;
+    info_.max_transfer = uint64_t{1} << cap_.max_xfer;
+    info_.max_segments = cap_.max_sge;
+    info_.segment_alignment = 1u << cap_.sge_align;
+    info_.ready_timeout = options.ready_timeout.count() > 0
+                              ? options.ready_timeout
+                              : std::chrono::milliseconds(std::max<uint32_t>(cap_.timeout, 1) * 100);
+    if (cap_.max_sge == 0 || cap_.mqes == 0)
+        return make_error(EPROTO, fmt::format("{}: CAP {:#018x} reports MAX_SGE {} and MQES {}: the card cannot "
+                                              "take commands",
+                                              name(), *cap, cap_.max_sge, cap_.mqes));
+    queues_.assign(info_.queue_pairs, nullptr);
+
+    // A controller left running by an earlier user is reset first: its queues point at memory that is gone.
+    auto ctrl = reg32(kRegCtrl, "CTRL");
+    auto status = reg32(kRegStatus, "STATUS");
+    if (!ctrl || !status) return (ctrl ? status.error() : ctrl.error()).with_context(name());
+    if ((*ctrl & kCtrlEn) || (*status & kStatusRdy)) {
+        log::get(log::kDevice)->info("{}: the controller was left enabled; resetting it", name());
+        if (auto r = disable_controller(); !r) return r.error();
+    }
+
+    // The event vector (0) gets an eventfd now; queue vectors join as queue pairs are made.
+    auto irq = device_.transport().irq_info(kIrqMsix);
+    const uint32_t vectors = irq ? std::min(irq->count, info_.queue_pairs + 1) : 0;
+    vector_fds_.clear();
+    for (uint32_t v = 0; v < vectors; ++v) vector_fds_.emplace_back();
+    if (vectors > 0) {
+        vector_fds_[0].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (auto r = apply_vectors(); !r) return r.error();
+    } else {
+        log::get(log::kDevice)->warn("{}: no MSI-X vectors are offered; only polled queue pairs will work", name());
+    }
+
+    // Bus mastering lets the card reach host memory (the kernel leaves it off).
+    if (auto cmd = device_.config_read(PCI_COMMAND, 16); cmd && !(*cmd & PCI_COMMAND_MASTER))
+        if (auto r = device_.config_write(PCI_COMMAND, 16, *cmd | PCI_COMMAND_MASTER); !r)
+            return r.error().with_context(name() + ": enabling bus mastering");
+
+    if (auto r = set_reg32(kRegCtrl, kCtrlEn, "CTRL"); !r) return r.error().with_context(name());
+    auto ready = wait_register(
+        kRegStatus, "STATUS", [](uint32_t v) { return (v & (kStatusRdy | kStatusCfs)) != 0; }, "RDY = 1 after EN = 1");
+    if (!ready) return ready.error();
+    if (*ready & kStatusCfs)
+        return make_error(EIO, fmt::format("{}: STATUS.CFS (fatal controller status) is set after enabling; the "
+                                           "card needs a reset",
+                                           name()));
+    running_ = true;
+    log::get(log::kDevice)->info("{}: SGQ controller {}.{} ready: {} queue pairs of up to {} entries, {} bytes of "
+                                 "card memory, {} bytes and {} segments per command",
+                                 name(), info_.version >> 16, info_.version & 0xFFFF, info_.queue_pairs,
+                                 info_.max_queue_entries, info_.devmem_size, info_.max_transfer, info_.max_segments);
+    return {};
+}
+
+Result<void> SgqController::apply_vectors() {
+    // The whole table is set at once: a kernel may not take vectors one at a time.
+    std::vector<int> fds;
+    for (const auto& fd : vector_fds_) fds.push_back(fd ? fd.get() : -1);
+    if (auto r = device_.transport().set_irq_eventfds(kIrqMsix, 0, fds); !r)
+        return r.error().with_context(name() + ": assigning MSI-X eventfds");
+    return {};
+}
+
+Result<void> SgqController::disable_controller() {
+    if (auto r = set_reg32(kRegCtrl, 0, "CTRL"); !r) return r.error().with_context(name());
+    auto r = wait_register(
+        kRegStatus, "STATUS", [](uint32_t v) { return !(v & kStatusRdy); }, "RDY = 0 after EN = 0");
+    if (!r) return r.error();
+    return {};
+}
+
+Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueuePairOptions& o) {
+    std::lock_guard lock(mutex_);
+    auto refuse = [&](int code, const std::string& why) {
+        return make_error(code, fmt::format("{}: creating a queue pair: {}", name(), why));
+    };
+    if (!running_) return refuse(EPIPE, "the controller is shut down");
+    auto free_slot = std::find(queues_.begin(), queues_.end(), nullptr);
+    if (free_slot == queues_.end())
+        return refuse(EBUSY, fmt::format("all {} queue pairs of the card are in use", queues_.size()));
+    const auto qid = static_cast<uint16_t>(free_slot - queues_.begin());
+    const uint32_t max_entries = std::min<uint32_t>(info_.max_queue_entries, 65536);
+    if (o.depth == 0 || o.depth > 65535 || o.depth + 1 > max_entries)
+        return refuse(EINVAL, fmt::format("depth {} is outside 1 .. {} (the card's rings hold {} entries)", o.depth,
+                                          std::min<uint32_t>(max_entries - 1, 65535), max_entries));
+    const uint32_t sq_entries = o.sq_entries ? o.sq_entries : o.depth + 1;
+    const uint32_t cq_entries = o.cq_entries ? o.cq_entries : o.depth + 1;
+    if (sq_entries < o.depth + 1 || sq_entries > max_entries)
+        return refuse(EINVAL, fmt::format("{} SQ entries cannot hold {} outstanding commands (need depth + 1 "
+                                          "..{})",
+                                          sq_entries, o.depth, max_entries));
+    if (cq_entries < 2 || cq_entries > max_entries)
+        return refuse(EINVAL, fmt::format("{} CQ entries is outside 2 .. {}", cq_entries, max_entries));
+    const uint32_t vector = qid + 1u;
+    if (o.interrupts && vector >= vector_fds_.size())
+        return refuse(ENOSPC, fmt::format("queue {} would use MSI-X vector {} and the card offers {}", qid, vector,
+                                          vector_fds_.size()));
+    if (o.poll_batch == 0) return refuse(EINVAL, "poll batch must be at least 1");
+
+    QueuePairResources res;
+    res.qid = qid;
+    res.depth = o.depth;
+    res.sq_entries = sq_entries;
+    res.cq_entries = cq_entries;
+    res.poll_batch = o.poll_batch;
+    res.sgl_page_count = o.sgl_pages ? o.sgl_pages : std::max<uint32_t>(16, o.depth / 4);
+    auto& dma = device_.dma();
+    auto sq = dma.allocate(uint64_t{sq_entries} * kSqEntrySize);
+    if (!sq) return sq.error().with_context(fmt::format("queue {} submission ring", qid));
+    auto cq = dma.allocate(uint64_t{cq_entries} * kCqEntrySize);
+    if (!cq) return cq.error().with_context(fmt::format("queue {} completion ring", qid));
+    auto pages = dma.allocate(uint64_t{res.sgl_page_count} * dma::kSglPageSize);
+    if (!pages) return pages.error().with_context(fmt::format("queue {} descriptor pages", qid));
+    res.sq = std::move(*sq);
+    res.cq = std::move(*cq);
+    res.sgl_pages = std::move(*pages);
+    std::memset(res.cq.data(), 0, res.cq.size());  // phase 0 everywhere: nothing posted yet
+
+    for (const auto& [off, doorbell] :
+         {std::pair{sq_tail_doorbell(qid, cap_.dstrd), &res.sq_doorbell},
+          std::pair{cq_head_doorbell(qid, cap_.dstrd), &res.cq_doorbell}}) {
+        doorbell->offset = off;
+        doorbell->mapped = static_cast<volatile uint32_t*>(device_.mapped(kRegisterBar, off, 4));
+        doorbell->fallback = this;
+    }
+
+    if (o.interrupts) {
+        vector_fds_[vector].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (auto r = apply_vectors(); !r) {
+            vector_fds_[vector].reset();
+            return r.error();
+        }
+        res.event_fd.reset(::dup(vector_fds_[vector].get()));
+        res.vector = static_cast<int>(vector);
+    }
+    auto fail = [&](Error e) {
+        if (o.interrupts) {
+            vector_fds_[vector].reset();
+            (void)apply_vectors();
+        }
+        return e.with_context(fmt::format("{}: queue {}", name(), qid));
+    };
+    auto write64 = [&](uint64_t reg, uint64_t v) { return device_.write64(kRegisterBar, queue_register(qid, reg), v); };
+    auto write32 = [&](uint64_t reg, uint32_t v) { return device_.write32(kRegisterBar, queue_register(qid, reg), v); };
+    for (auto r : {write64(kQRegSqBase, res.sq.iova()), write64(kQRegCqBase, res.cq.iova()),
+                   write32(kQRegSqSize, sq_entries - 1), write32(kQRegCqSize, cq_entries - 1),
+                   write32(kQRegCoal, uint32_t{o.coalesce_entries} | uint32_t{o.coalesce_usecs} << 16)})
+        if (!r) return fail(r.error());
+    const uint32_t q_ctrl = kQCtrlEnable | (o.interrupts ? kQCtrlIen | vector << kQCtrlVectorShift : 0);
+    if (auto r = write32(kQRegCtrl, q_ctrl); !r) return fail(r.error());
+    auto st = wait_register(
+        queue_register(qid, kQRegStatus), "Q_STATUS",
+        [](uint32_t v) { return (v & (kQStatusEnabled | kQStatusError)) != 0; }, "ENABLED after Q_CTRL.ENABLE");
+    if (!st) return fail(st.error());
+    if (*st & kQStatusError) {
+        (void)write32(kQRegCtrl, 0);
+        return fail(make_error(EIO, fmt::format("the card refused to enable it (Q_STATUS.ERROR): SQ_BASE {:#x}, "
+                                                "CQ_BASE {:#x}, SQ_SIZE {}, CQ_SIZE {}",
+                                                res.sq.iova(), res.cq.iova(), sq_entries - 1, cq_entries - 1)));
+    }
+    const dma::SglLimits limits{cap_.max_sge, cap_.sge_align, cap_.max_xfer};
+    auto qp = std::make_unique<SgqQueuePair>(*this, std::move(res), limits, info_.devmem_size, dma);
+    queues_[qid] = qp.get();
+    log::get(log::kDevice)->debug("{}: queue pair {} enabled: depth {}, {} SQ / {} CQ entries, {}", name(), qid,
+                                  o.depth, sq_entries, cq_entries,
+                                  o.interrupts ? fmt::format("interrupts on vector {}", vector) : "polled");
+    return std::unique_ptr<QueuePair>(std::move(qp));
+}
+
+Result<void> SgqController::disable_queue(uint16_t qid, const std::function<void()>& drain) {
+    const uint64_t ctrl = queue_register(qid, kQRegCtrl);
+    if (auto r = device_.write32(kRegisterBar, ctrl, 0); !r)
+        return r.error().with_context(fmt::format("{}: disabling queue {}", name(), qid));
+    auto r = wait_register(
+        queue_register(qid, kQRegStatus), "Q_STATUS", [](uint32_t v) { return !(v & kQStatusEnabled); },
+        fmt::format("queue {} to clear ENABLED after Q_CTRL.ENABLE = 0", qid), drain);
+    if (!r) return r.error();
+    return {};
+}
+
+void SgqController::release_queue(uint16_t qid, SgqQueuePair* qp) {
+    std::lock_guard lock(mutex_);
+    if (qid >= queues_.size() || queues_[qid] != qp) return;
+    queues_[qid] = nullptr;
+    const uint32_t vector = qid + 1u;
+    if (vector < vector_fds_.size() && vector_fds_[vector]) {
+        vector_fds_[vector].reset();
+        if (auto r = apply_vectors(); !r) log::get(log::kDevice)->warn("{}", r.error().message);
+    }
+}
+
+void SgqController::write_doorbell(uint64_t offset, uint32_t value) {
+    if (auto r = device_.write32(kRegisterBar, offset, value); !r)
+        log::get(log::kDevice)->error("{}: doorbell write at {:#x}: {}", name(), offset, r.error().message);
+}
+
+Result<void> SgqController::shutdown() {
+    std::vector<SgqQueuePair*> open;
+    {
+        std::lock_guard lock(mutex_);
+        if (!running_) return {};
+        for (auto* qp : queues_)
+            if (qp) open.push_back(qp);
+    }
+    for (auto* qp : open) {
+        (void)qp->close();
+        qp->controller_gone();
+    }
+    running_ = false;
+    Result<void> result;
+    if (auto r = set_reg32(kRegCtrl, kCtrlEn | kCtrlShnNormal, "CTRL"); !r) {
+        result = r.error().with_context(name());
+    } else {
+        auto done = wait_register(
+            kRegStatus, "STATUS",
+            [](uint32_t v) { return ((v & kStatusShstMask) >> kStatusShstShift) == kShstComplete; },
+            "SHST = complete after CTRL.SHN = normal");
+        if (!done) result = done.error();
+    }
+    if (auto r = disable_controller(); !r && result) result = r.error();
+    if (!vector_fds_.empty()) (void)device_.transport().disable_irqs(kIrqMsix);
+    vector_fds_.clear();
+    return result;
+}
+
+}  // namespace vfioq::sgq
+
+namespace vfioq {
+
+Result<std::unique_ptr<Controller>> Controller::open(Device& device, const ControllerOptions& options) {
+    return sgq::SgqController::open(device, options);
+}
+
+}  // namespace vfioq
