@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: MIT
+// vfioq-selftest: a data-integrity pass over the card. Seeded patterns go to
+// card memory through random scatter/gather shapes and come back through
+// other random shapes; every byte is checked. It runs at each queue depth
+// asked for, on several queue pairs at once (one thread each).
+#include <fmt/format.h>
+#include <getopt.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli.hpp"
+#include "selftest_pattern.hpp"
+#include "vfioq/controller.hpp"
+#include "vfioq/device.hpp"
+
+namespace {
+
+using namespace vfioq;
+using selftest::Piece;
+constexpr std::string_view kTool = "vfioq-selftest";
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+    std::string device = "model";
+    std::vector<uint32_t> depths = {1, 8, 64, 512, 4096};
+    uint32_t queue_pairs = 2;
+    uint64_t commands = 0;  // write+read pairs per queue pair and depth; 0: 2 x depth, at least 256
+    uint64_t max_bytes = 256 * 1024;
+    uint32_t max_segments = 0;  // 0: the card's MAX_SGE
+    uint64_t host_budget = 32ull << 20;  // host bytes per queue pair
+    uint64_t seed = 1;
+    bool interrupts = false;
+    bool quiet = false;
+};
+
+void usage(FILE* out) {
+    fmt::print(out,
+               "usage: vfioq-selftest [OPTIONS] [DEVICE]\n"
+               "\n"
+               "Writes seeded patterns to card memory through random scatter/gather shapes,\n"
+               "reads them back through other shapes and checks every byte.\n"
+               "\n"
+               "  --depths LIST        queue depths to run, comma-separated (default 1,8,64,512,4096)\n"
+               "  --queue-pairs N      queue pairs, each on its own thread (default 2)\n"
+               "  --commands N         write/read pairs per queue pair and depth (default 2 x depth, >= 256)\n"
+               "  --max-bytes N        largest transfer (default 262144)\n"
+               "  --max-segments N     most segments per command (default: the card's MAX_SGE)\n"
+               "  --seed N             pattern and shape seed (default 1)\n"
+               "  --interrupts         wait for MSI-X interrupts instead of polling\n"
+               "  --quiet              print only failures and the verdict\n"
+               "  --log-level LEVEL    trace, debug, info, warn, error or off, or SUBSYSTEM=LEVEL,...\n"
+               "\n"
+               "DEVICE is model (default), vfio-user:PATH or a PCI address. Exit status: 0 all\n"
+               "bytes verified, 1 a mismatch or a failed command, 2 a setup error.\n");
+}
+
+uint64_t number(std::string_view opt, const char* s) {
+    auto v = cli::parse_u64(s);
+    if (!v) cli::fail(kTool, fmt::format("{} '{}' is not a number", opt, s), 2);
+    return *v;
+}
+
+Options parse(int argc, char** argv) {
+    Options o;
+    std::optional<std::string_view> log_level;
+    enum { kDepths = 1000, kQps, kCommands, kMaxBytes, kMaxSeg, kSeed, kInterrupts, kQuiet, kLog, kHelp };
+    static const option longs[] = {{"depths", required_argument, nullptr, kDepths},
+                                   {"queue-pairs", required_argument, nullptr, kQps},
+                                   {"commands", required_argument, nullptr, kCommands},
+                                   {"max-bytes", required_argument, nullptr, kMaxBytes},
+                                   {"max-segments", required_argument, nullptr, kMaxSeg},
+                                   {"seed", required_argument, nullptr, kSeed},
+                                   {"interrupts", no_argument, nullptr, kInterrupts},
+                                   {"quiet", no_argument, nullptr, kQuiet},
+                                   {"log-level", required_argument, nullptr, kLog},
+                                   {"help", no_argument, nullptr, kHelp},
+                                   {nullptr, 0, nullptr, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longs, nullptr)) != -1) {
+        switch (c) {
+            case kDepths: {
+                o.depths.clear();
+                std::string_view list(optarg);
+                while (!list.empty()) {
+                    auto comma = list.find(',');
+                    auto item = std::string(list.substr(0, comma));
+                    const uint64_t d = number("--depths", item.c_str());
+                    if (d == 0 || d > 65535) cli::fail(kTool, fmt::format("depth {} is outside 1 .. 65535", d), 2);
+                    o.depths.push_back(static_cast<uint32_t>(d));
+                    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+                }
+                if (o.depths.empty()) cli::fail(kTool, "--depths needs at least one depth", 2);
+                break;
+            }
+            case kQps: o.queue_pairs = static_cast<uint32_t>(number("--queue-pairs", optarg)); break;
+            case kCommands: o.commands = number("--commands", optarg); break;
+            case kMaxBytes: o.max_bytes = number("--max-bytes", optarg); break;
+            case kMaxSeg: o.max_segments = static_cast<uint32_t>(number("--max-segments", optarg)); break;
+            case kSeed: o.seed = number("--seed", optarg); break;
+            case kInterrupts: o.interrupts = true; break;
+            case kQuiet: o.quiet = true; break;
+            case kLog: log_level = optarg; break;
+            case 'h':
+            case kHelp: usage(stdout); std::exit(0);
+            default: usage(stderr); std::exit(2);
+        }
+    }
+    if (optind < argc) o.device = argv[optind++];
+    if (optind < argc) cli::fail(kTool, fmt::format("unexpected argument '{}'", argv[optind]), 2);
+    if (o.queue_pairs == 0) cli::fail(kTool, "--queue-pairs must be at least 1", 2);
+    if (o.max_bytes == 0) cli::fail(kTool, "--max-bytes must be at least 1", 2);
+    cli::setup_logging(kTool, log_level);
+    return o;
+}
+
+// Failures from any thread, printed once each and counted.
+struct Verdict {
+    std::mutex mutex;
+    uint64_t failures = 0;
+    void fail(const std::string& what) {
+        std::lock_guard lock(mutex);
+        if (++failures <= 20) fmt::print(stderr, "FAIL: {}\n", what);
+        if (failures == 21) fmt::print(stderr, "FAIL: (further failures are counted, not printed)\n");
+    }
+};
+
+// One slot of card memory with its host areas; one command of it is in flight at a time.
+struct Slot {
+    uint64_t devaddr = 0;
+    uint64_t sequence = 0;
+    uint64_t length = 0;
+    bool reading = false;
+    std::byte* write_area = nullptr;
+    std::byte* read_area = nullptr;
+    uint64_t write_iova = 0, read_iova = 0;
+    std::vector<Piece> pieces;
+    std::vector<DmaSegment> segments;
+    class Worker* worker = nullptr;
+    bool done = false;
+};
+
+class Worker {
+public:
+    Worker(QueuePair& qp, DmaBuffer& host, const Options& o, const ControllerInfo& info, uint32_t depth,
+           uint64_t card_base, uint64_t card_span, uint64_t jobs, Verdict& verdict)
+        : qp_(qp), o_(o), verdict_(verdict), rng_(o.seed * 0x9E3779B97F4A7C15ull ^ (qp.id() + 1) * 7919 ^ depth),
+          jobs_left_(jobs), align_(info.segment_alignment),
+          max_segments_(o.max_segments ? std::min(o.max_segments, info.max_segments) : info.max_segments) {
+        const uint64_t per_slot_card = card_span / depth;
+        const uint64_t per_slot_host = host.size() / depth / 2;  // a write and a read area
+        slot_bytes_ = std::min({o.max_bytes, per_slot_card, per_slot_host / 2, info.max_transfer});
+        slot_bytes_ = slot_bytes_ / align_ * align_;
+        area_ = per_slot_host / align_ * align_;
+        slots_.resize(depth);
+        for (uint32_t i = 0; i < depth; ++i) {
+            Slot& s = slots_[i];
+            s.devaddr = card_base + uint64_t{i} * (per_slot_card / align_ * align_);
+            s.write_area = host.data() + uint64_t{i} * 2 * area_;
+            s.read_area = s.write_area + area_;
+            s.write_iova = host.iova() + uint64_t{i} * 2 * area_;
+            s.read_iova = s.write_iova + area_;
+            s.worker = this;
+        }
+    }
+
+    [[nodiscard]] uint64_t slot_bytes() const { return slot_bytes_; }
+    [[nodiscard]] uint64_t bytes_verified() const { return verified_; }
+    [[nodiscard]] uint64_t commands() const { return commands_; }
+
+    void run() {
+        if (slot_bytes_ == 0) {
+            verdict_.fail(fmt::format("queue pair {}: no room for a transfer at depth {}", qp_.id(), slots_.size()));
+            return;
+        }
+        for (auto& s : slots_) start_job(s);
+        while (active_ > 0) {
+            flush_pending();
+            if (o_.interrupts) {
+                auto n = qp_.wait(std::chrono::milliseconds(5000));
+                if (!n) {
+                    verdict_.fail(n.error().message);
+                    return;
+                }
+                if (*n == 0 && pending_.empty() && ++idle_waits_ > 2) {
+                    verdict_.fail(fmt::format("queue pair {}: no completion for 15 s with {} commands outstanding",
+                                              qp_.id(), qp_.outstanding()));
+                    return;
+                }
+            } else {
+                qp_.poll();
+            }
+        }
+    }
+
+private:
+    static void on_complete(const Completion& c) {
+        auto* s = static_cast<Slot*>(c.context);
+        s->worker->completed(*s, c);
+    }
+
+    void start_job(Slot& s) {
+        if (jobs_left_ == 0) {
+            s.done = true;
+            return;
+        }
+        --jobs_left_;
+        ++active_;
+        s.sequence = next_sequence_++;
+        const uint64_t units = slot_bytes_ / align_;
+        s.length = align_ * (1 + rng_() % units);
+        s.reading = false;
+        selftest::make_shape(rng_, s.length, align_, max_segments_, area_, s.pieces);
+        // Fill the write pieces with the pattern, card address ascending.
+        uint64_t card = s.devaddr;
+        s.segments.clear();
+        for (const auto& p : s.pieces) {
+            for (uint64_t i = 0; i < p.len; ++i)
+                s.write_area[p.offset + i] = std::byte{selftest::expected_byte(o_.seed, s.sequence, card + i)};
+            card += p.len;
+            s.segments.push_back({s.write_iova + p.offset, p.len});
+        }
+        submit(s);
+    }
+
+    void start_read(Slot& s) {
+        s.reading = true;
+        selftest::make_shape(rng_, s.length, align_, max_segments_, area_, s.pieces);
+        std::memset(s.read_area, 0xA5, area_);  // poison: a byte never written shows
+        s.segments.clear();
+        for (const auto& p : s.pieces) s.segments.push_back({s.read_iova + p.offset, p.len});
+        submit(s);
+    }
+
+    void submit(Slot& s) {
+        auto r = qp_.submit({s.reading ? Opcode::kRead : Opcode::kWrite, s.devaddr, s.segments, on_complete, &s});
+        if (r) {
+            ++commands_;
+            return;
+        }
+        if (r.error().code == EAGAIN) {
+            pending_.push_back(&s);  // back-pressure (descriptor pages): try again after a poll
+            return;
+        }
+        verdict_.fail(r.error().message);
+        --active_;
+        s.done = true;
+    }
+
+    void flush_pending() {
+        for (size_t n = pending_.size(); n > 0 && qp_.outstanding() < qp_.capacity(); --n) {
+            Slot* s = pending_.front();
+            pending_.pop_front();
+            submit(*s);
+        }
+    }
+
+    void completed(Slot& s, const Completion& c) {
+        const char* what = s.reading ? "read" : "write";
+        if (c.status != IoStatus::kSuccess || c.bytes != s.length) {
+            verdict_.fail(fmt::format("queue pair {}: {} CID {} of card address [{:#x}, {:#x}) in {} segments "
+                                      "completed with {} ({} bytes moved)",
+                                      c.qid, what, c.cid, s.devaddr, s.devaddr + s.length, s.segments.size(),
+                                      io_status_name(c.status), c.bytes));
+            --active_;
+            s.done = true;
+            return;
+        }
+        if (!s.reading) {
+            start_read(s);
+            return;
+        }
+        check(s, c.cid);
+        --active_;
+        start_job(s);
+    }
+
+    void check(Slot& s, uint16_t cid) {
+        uint64_t card = s.devaddr;
+        uint64_t bad = 0, first_bad = 0;
+        const std::byte* first_ptr = nullptr;
+        for (const auto& p : s.pieces) {
+            for (uint64_t i = 0; i < p.len; ++i) {
+                const auto want = std::byte{selftest::expected_byte(o_.seed, s.sequence, card + i)};
+                if (s.read_area[p.offset + i] != want) {
+                    if (bad++ == 0) {
+                        first_bad = card + i;
+                        first_ptr = &s.read_area[p.offset + i];
+                    }
+                }
+            }
+            card += p.len;
+        }
+        verified_ += s.length - bad;
+        if (bad == 0) return;
+        // Up to 16 bytes from the first bad one, within its piece.
+        std::string expected, actual;
+        for (uint64_t i = 0; i < 16 && first_bad + i < s.devaddr + s.length; ++i) {
+            expected += fmt::format("{:02x}", selftest::expected_byte(o_.seed, s.sequence, first_bad + i));
+            actual += fmt::format("{:02x}", static_cast<unsigned>(first_ptr[i]));
+        }
+        verdict_.fail(fmt::format("queue pair {}: read CID {} of card address [{:#x}, {:#x}) (write sequence {}): "
+                                  "{} bytes differ; the first at card address {:#x}: expected {} actual {}",
+                                  qp_.id(), cid, s.devaddr, s.devaddr + s.length, s.sequence, bad, first_bad,
+                                  expected, actual));
+    }
+
+    QueuePair& qp_;
+    const Options& o_;
+    Verdict& verdict_;
+    std::mt19937_64 rng_;
+    uint64_t jobs_left_;
+    uint64_t align_;
+    uint32_t max_segments_;
+    uint64_t slot_bytes_ = 0, area_ = 0;
+    std::vector<Slot> slots_;
+    std::deque<Slot*> pending_;
+    uint64_t active_ = 0;
+    uint64_t next_sequence_ = 1;
+    uint64_t verified_ = 0;
+    uint64_t commands_ = 0;
+    int idle_waits_ = 0;
+};
+
+template <typename T>
+T setup(Result<T> r) {
+    if (!r) cli::fail(kTool, r.error().message, 2);
+    return std::move(*r);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Options o = parse(argc, argv);
+    auto device = setup(Device::open(o.device));
+    auto controller = setup(Controller::open(*device));
+    const ControllerInfo& info = controller->info();
+    const uint32_t qps = std::min(o.queue_pairs, info.queue_pairs - (o.interrupts ? 1u : 0u));
+    if (!o.quiet)
+        fmt::print("vfioq-selftest on {}: {} bytes of card memory, MAX_SGE {}, MAX_XFER {} bytes, alignment {}; "
+                   "{} queue pairs, seed {}, {}\n",
+                   device->name(), info.devmem_size, info.max_segments, info.max_transfer, info.segment_alignment,
+                   qps, o.seed, o.interrupts ? "interrupts" : "polling");
+    Verdict verdict;
+    const uint64_t card_span = info.devmem_size / qps;
+    for (uint32_t depth : o.depths) {
+        if (depth + 1 > info.max_queue_entries) {
+            verdict.fail(fmt::format("depth {} needs rings of {} entries; the card allows {}", depth, depth + 1,
+                                     info.max_queue_entries));
+            continue;
+        }
+        const uint64_t jobs = o.commands ? o.commands : std::max<uint64_t>(256, 2ull * depth);
+        std::vector<std::unique_ptr<QueuePair>> pairs;
+        std::vector<DmaBuffer> hosts;
+        std::vector<std::unique_ptr<Worker>> workers;
+        for (uint32_t q = 0; q < qps; ++q) {
+            QueuePairOptions qo;
+            qo.depth = depth;
+            qo.interrupts = o.interrupts;
+            qo.sgl_pages = std::max<uint32_t>(64, depth / 2);
+            pairs.push_back(setup(controller->create_queue_pair(qo)));
+            hosts.push_back(setup(device->dma().allocate(o.host_budget)));
+            workers.push_back(std::make_unique<Worker>(*pairs.back(), hosts.back(), o, info, depth,
+                                                       card_span * q, card_span, jobs, verdict));
+        }
+        const auto start = Clock::now();
+        std::vector<std::thread> threads;
+        for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+        for (auto& t : threads) t.join();
+        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+        uint64_t bytes = 0, commands = 0;
+        for (auto& w : workers) {
+            bytes += w->bytes_verified();
+            commands += w->commands();
+        }
+        for (auto& qp : pairs)
+            if (auto r = qp->close(); !r) verdict.fail(r.error().message);
+        if (!o.quiet)
+            fmt::print("depth {:5}: {} queue pairs, {} commands (transfers up to {} bytes), {:.1f} MiB verified "
+                       "in {:.2f} s\n",
+                       depth, qps, commands, workers.front()->slot_bytes(), bytes / 1048576.0, secs);
+    }
+    if (verdict.failures) {
+        fmt::print("vfioq-selftest: FAIL ({} failures)\n", verdict.failures);
+        return 1;
+    }
+    fmt::print("vfioq-selftest: PASS\n");
+    return 0;
+}
