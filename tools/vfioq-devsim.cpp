@@ -46,6 +46,12 @@ void usage(FILE* out) {
                "  --max-xfer N         maximum bytes per command, log2 (24)\n"
                "  --max-sge N          maximum DATA descriptors per command (1024)\n"
                "  --ready-delay-ms N   time from CTRL.EN to STATUS.RDY (0)\n"
+               "  --workers N          threads executing commands; 0 runs them on the doorbell thread (0)\n"
+               "  --latency-us N       each command completes no sooner than N us after it is fetched (0)\n"
+               "  --out-of-order       post the completions that are ready together in random order\n"
+               "  --seed N             seed for out-of-order completion (1)\n"
+               "  --idle-spin-us N     how long the doorbell thread spins before it sleeps (200)\n"
+               "  --corrupt-reads-every N  flip one bit in every Nth READ (a broken card; 0 = never)\n"
                "  --log-level LEVEL    trace, debug, info, warn, error (or VFIOQ_LOG)\n");
 }
 
@@ -113,6 +119,15 @@ int main(int argc, char** argv) {
         {"--max-sge", [&](std::string_view v) { config.max_sge = static_cast<uint16_t>(number("--max-sge", v, 0xFFFF)); }},
         {"--ready-delay-ms",
          [&](std::string_view v) { config.ready_delay = std::chrono::milliseconds(number("--ready-delay-ms", v, 60000)); }},
+        {"--workers", [&](std::string_view v) { config.workers = static_cast<uint32_t>(number("--workers", v, 64)); }},
+        {"--latency-us",
+         [&](std::string_view v) { config.latency = std::chrono::microseconds(number("--latency-us", v, 10000000)); }},
+        {"--out-of-order", [&](std::string_view) { config.out_of_order = true; }},
+        {"--seed", [&](std::string_view v) { config.seed = number("--seed", v, ~0ull); }},
+        {"--idle-spin-us",
+         [&](std::string_view v) { config.idle_spin = std::chrono::microseconds(number("--idle-spin-us", v, 10000000)); }},
+        {"--corrupt-reads-every",
+         [&](std::string_view v) { config.corrupt_reads_every = number("--corrupt-reads-every", v, ~0ull); }},
         {"--log-level", [&](std::string_view v) { log_level = v; }},
     };
     for (int i = 1; i < argc; ++i) {
@@ -134,7 +149,8 @@ int main(int argc, char** argv) {
             usage(stderr);
             return 2;
         }
-        if (!has_value) {
+        const bool flag = name == "--out-of-order";
+        if (!has_value && !flag) {
             if (i + 1 >= argc) vfioq::cli::fail(kTool, fmt::format("{} needs a value", name), 2);
             value = argv[++i];
         }

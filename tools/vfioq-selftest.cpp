@@ -284,27 +284,21 @@ private:
     void check(Slot& s, uint16_t cid) {
         uint64_t card = s.devaddr;
         uint64_t bad = 0, first_bad = 0;
-        const std::byte* first_ptr = nullptr;
+        std::string expected, actual;  // up to 16 bytes from the first bad one, in card order
         for (const auto& p : s.pieces) {
             for (uint64_t i = 0; i < p.len; ++i) {
-                const auto want = std::byte{selftest::expected_byte(o_.seed, s.sequence, card + i)};
-                if (s.read_area[p.offset + i] != want) {
-                    if (bad++ == 0) {
-                        first_bad = card + i;
-                        first_ptr = &s.read_area[p.offset + i];
-                    }
+                const auto want = selftest::expected_byte(o_.seed, s.sequence, card + i);
+                const auto got = static_cast<uint8_t>(s.read_area[p.offset + i]);
+                if (got != want && bad++ == 0) first_bad = card + i;
+                if (bad > 0 && card + i - first_bad < 16) {
+                    expected += fmt::format("{:02x}", want);
+                    actual += fmt::format("{:02x}", got);
                 }
             }
             card += p.len;
         }
         verified_ += s.length - bad;
         if (bad == 0) return;
-        // Up to 16 bytes from the first bad one, within its piece.
-        std::string expected, actual;
-        for (uint64_t i = 0; i < 16 && first_bad + i < s.devaddr + s.length; ++i) {
-            expected += fmt::format("{:02x}", selftest::expected_byte(o_.seed, s.sequence, first_bad + i));
-            actual += fmt::format("{:02x}", static_cast<unsigned>(first_ptr[i]));
-        }
         verdict_.fail(fmt::format("queue pair {}: read CID {} of card address [{:#x}, {:#x}) (write sequence {}): "
                                   "{} bytes differ; the first at card address {:#x}: expected {} actual {}",
                                   qp_.id(), cid, s.devaddr, s.devaddr + s.length, s.sequence, bad, first_bad,
@@ -344,7 +338,7 @@ int main(int argc, char** argv) {
     const uint32_t qps = std::min(o.queue_pairs, info.queue_pairs - (o.interrupts ? 1u : 0u));
     if (!o.quiet)
         fmt::print("vfioq-selftest on {}: {} bytes of card memory, MAX_SGE {}, MAX_XFER {} bytes, alignment {}; "
-                   "{} queue pairs, seed {}, {}\n",
+                   "{} queue pair(s), seed {}, {}\n",
                    device->name(), info.devmem_size, info.max_segments, info.max_transfer, info.segment_alignment,
                    qps, o.seed, o.interrupts ? "interrupts" : "polling");
     Verdict verdict;
@@ -382,7 +376,7 @@ int main(int argc, char** argv) {
         for (auto& qp : pairs)
             if (auto r = qp->close(); !r) verdict.fail(r.error().message);
         if (!o.quiet)
-            fmt::print("depth {:5}: {} queue pairs, {} commands (transfers up to {} bytes), {:.1f} MiB verified "
+            fmt::print("depth {:5}: {} queue pair(s), {} commands (transfers up to {} bytes), {:.1f} MiB verified "
                        "in {:.2f} s\n",
                        depth, qps, commands, workers.front()->slot_bytes(), bytes / 1048576.0, secs);
     }

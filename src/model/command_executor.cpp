@@ -45,6 +45,7 @@ CommandOutcome CommandExecutor::execute(uint16_t qid, const sgq::SubmissionEntry
         device_.record_error(sgq::kErrSgl, qid, sqe.cid);
         return {Status::kSglLengthMismatch, 0};
     }
+    if (auto forced = device_.take_forced_status()) return {static_cast<Status>(*forced), 0};
     uint32_t moved = 0;
     const Status s = move_data(qid, sqe, epoch, moved);
     return {s, moved};
@@ -115,13 +116,24 @@ Status CommandExecutor::walk_segments(uint16_t qid, uint16_t cid, SglDescriptor 
 
 Status CommandExecutor::move_data(uint16_t qid, const sgq::SubmissionEntry& sqe, uint64_t epoch, uint32_t& moved) {
     auto devmem = device_.devmem().subspan(sqe.devaddr, sqe.length);
+    // A broken card (by request): one bit of this read arrives flipped; card memory keeps the truth.
+    int64_t corrupt_at = -1;
+    if (sqe.opcode == sgq::kOpRead && device_.corrupt_this_read()) corrupt_at = sqe.length / 2;
     uint64_t at = 0;
     for (const auto& d : data_) {
         // A controller reset stops the card's DMA at once.
         if (device_.epoch() != epoch) return Status::kAborted;
         auto card = devmem.subspan(at, d.len);
-        const bool ok = sqe.opcode == sgq::kOpWrite ? device_.dma_read(qid, sqe.cid, d.addr, card).has_value()
-                                                    : device_.dma_write(qid, sqe.cid, d.addr, card).has_value();
+        bool ok;
+        if (sqe.opcode == sgq::kOpWrite) {
+            ok = device_.dma_read(qid, sqe.cid, d.addr, card).has_value();
+        } else if (corrupt_at >= 0 && uint64_t(corrupt_at) >= at && uint64_t(corrupt_at) < at + d.len) {
+            corrupted_.assign(card.begin(), card.end());
+            corrupted_[uint64_t(corrupt_at) - at] ^= std::byte{0x10};
+            ok = device_.dma_write(qid, sqe.cid, d.addr, corrupted_).has_value();
+        } else {
+            ok = device_.dma_write(qid, sqe.cid, d.addr, card).has_value();
+        }
         if (!ok) return Status::kDmaFault;
         at += d.len;
         moved = static_cast<uint32_t>(at);

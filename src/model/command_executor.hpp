@@ -37,6 +37,7 @@ private:
     SgqDevice& device_;
     std::vector<sgq::SglDescriptor> data_;     // the DATA descriptors of the current command
     std::vector<sgq::SglDescriptor> segment_;  // one fetched segment array
+    std::vector<std::byte> corrupted_;         // a deliberately damaged copy (corrupt_reads_every)
 };
 
 }  // namespace vfioq::model

@@ -53,6 +53,10 @@ struct ModelConfig {
     std::chrono::microseconds idle_spin{200};
     std::chrono::microseconds max_idle_sleep{1000};
 
+    // A deliberately broken card, to prove the checks that should catch it:
+    // every Nth READ flips one bit of the data it delivers (0: never).
+    uint64_t corrupt_reads_every = 0;
+
     [[nodiscard]] uint32_t vector_count() const { return uint32_t{nqp} + 1; }
     [[nodiscard]] uint64_t cap_register() const;
 

@@ -421,6 +421,23 @@ void SgqDevice::client_disconnected() {
     if (running) function_reset();
 }
 
+void SgqDevice::inject_command_status(uint16_t status, uint32_t count) {
+    forced_status_.store(status);
+    forced_count_.store(count);
+}
+
+std::optional<uint16_t> SgqDevice::take_forced_status() {
+    uint32_t n = forced_count_.load(std::memory_order_relaxed);
+    while (n > 0)
+        if (forced_count_.compare_exchange_weak(n, n - 1)) return forced_status_.load();
+    return std::nullopt;
+}
+
+bool SgqDevice::corrupt_this_read() {
+    const uint64_t every = config_.corrupt_reads_every;
+    return every != 0 && (reads_seen_.fetch_add(1, std::memory_order_relaxed) + 1) % every == 0;
+}
+
 void SgqDevice::inject_fatal_error() {
     {
         std::lock_guard lock(mutex_);

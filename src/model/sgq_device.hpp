@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -63,6 +64,13 @@ public:
     void client_disconnected();
     // Fault injection: a fatal controller error (STATUS.CFS, vector 0).
     void inject_fatal_error();
+    // Fault injection: the next `count` commands that pass validation complete
+    // with `status` and move no data.
+    void inject_command_status(uint16_t status, uint32_t count);
+    // For the executor: the status to force on this command, if any.
+    [[nodiscard]] std::optional<uint16_t> take_forced_status();
+    // For the executor: true on every corrupt_reads_every-th READ.
+    [[nodiscard]] bool corrupt_this_read();
 
     // Card memory (devmem_size bytes).
     [[nodiscard]] std::span<std::byte> devmem() { return {devmem_, config_.devmem_size}; }
@@ -132,6 +140,9 @@ private:
     std::atomic<uint64_t> changes_{0};
     std::atomic<uint64_t> epoch_{0};
     std::atomic<bool> shutdown_pending_{false};
+    std::atomic<uint32_t> forced_count_{0};
+    std::atomic<uint16_t> forced_status_{0};
+    std::atomic<uint64_t> reads_seen_{0};
     std::unique_ptr<QueueProcessor> processor_;  // last: stopped before the rest goes
 };
 

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: MIT
+// The queue engine against a device played by the test: rings of several
+// sizes through every wrap, full and empty, out-of-order completion, and
+// completions a buggy device might post.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "engine/queue_engine.hpp"
+
+namespace vfioq::engine {
+namespace {
+
+struct Sqe {
+    uint16_t cid;
+    uint8_t pad[62];
+};
+
+// Host memory for the rings and a device that consumes the SQ and posts to the CQ.
+class FakeDevice {
+public:
+    FakeDevice(uint32_t sq_entries, uint32_t cq_entries, uint32_t depth, uint16_t qid = 3)
+        : sq(sq_entries), cq(cq_entries), sq_n(sq_entries), cq_n(cq_entries) {
+        RingConfig c;
+        c.qid = qid;
+        c.sq = sq.data();
+        c.sq_entries = sq_entries;
+        c.cq = cq.data();
+        c.cq_entries = cq_entries;
+        c.max_outstanding = depth;
+        c.sq_tail.mapped = &sq_tail_db;
+        c.cq_head.mapped = &cq_head_db;
+        engine = QueueEngine(c);
+        this->qid = qid;
+    }
+
+    // Fetches everything the SQ tail doorbell offers; returns the CIDs in ring order.
+    std::vector<uint16_t> fetch() {
+        std::vector<uint16_t> cids;
+        while (sq_head != sq_tail_db) {
+            cids.push_back(sq[sq_head].cid);
+            sq_head = (sq_head + 1) % sq_n;
+        }
+        return cids;
+    }
+    // Posts a completion; false if the CQ is full (the host has not released entries).
+    bool post(uint16_t cid, uint16_t status = 0, int sqhd = -1, int sqid = -1) {
+        if ((cq_tail + 1) % cq_n == cq_head_db) return false;
+        CqEntry e{};
+        e.dw0 = 0xABC;
+        e.sqhd = static_cast<uint16_t>(sqhd < 0 ? sq_head : sqhd);
+        e.sqid = static_cast<uint16_t>(sqid < 0 ? qid : sqid);
+        e.cid = cid;
+        e.status_phase = static_cast<uint16_t>(status << 1 | (phase ? 1 : 0));
+        cq[cq_tail] = e;
+        if (++cq_tail == cq_n) {
+            cq_tail = 0;
+            phase = !phase;
+        }
+        return true;
+    }
+
+    std::vector<Sqe> sq;
+    std::vector<CqEntry> cq;
+    uint32_t sq_n, cq_n;
+    volatile uint32_t sq_tail_db = 0, cq_head_db = 0;
+    uint32_t sq_head = 0, cq_tail = 0;
+    bool phase = true;
+    uint16_t qid = 0;
+    QueueEngine engine;
+};
+
+int32_t submit(QueueEngine& e) {
+    if (!e.can_submit()) return -1;
+    const int32_t cid = e.acquire_cid();
+    EXPECT_GE(cid, 0);
+    Sqe s{};
+    s.cid = static_cast<uint16_t>(cid);
+    std::memcpy(e.sq_slot(), &s, sizeof(s));
+    e.push();
+    return cid;
+}
+
+TEST(CidPool, AcquireReleaseAndOutstanding) {
+    CidPool p(3);
+    EXPECT_EQ(p.acquire(), 0);
+    EXPECT_EQ(p.acquire(), 1);
+    EXPECT_EQ(p.acquire(), 2);
+    EXPECT_EQ(p.acquire(), -1);
+    EXPECT_TRUE(p.outstanding(1));
+    EXPECT_TRUE(p.release(1));
+    EXPECT_FALSE(p.release(1)) << "a second release is refused";
+    EXPECT_FALSE(p.release(7)) << "out of range";
+    EXPECT_EQ(p.acquire(), 1);
+}
+
+TEST(QueueEngine, EmptyAndFullBoundaries) {
+    for (uint32_t n : {2u, 3u, 4u, 17u, 4097u}) {
+        FakeDevice d(n, n, n - 1);
+        QueueEngine& e = d.engine;
+        EXPECT_EQ(e.poll(100, [](uint16_t, const CqEntry&) { FAIL() << "nothing was posted"; }), 0u);
+        uint32_t k = 0;
+        while (submit(e) >= 0) ++k;
+        EXPECT_EQ(k, n - 1) << "ring of " << n;
+        EXPECT_TRUE(e.sq_full());
+        e.ring_sq();
+        EXPECT_EQ(d.sq_tail_db, (n - 1) % n);
+        // The device consumes everything; the SQ stays full until SQ heads come back.
+        auto cids = d.fetch();
+        ASSERT_EQ(cids.size(), n - 1);
+        EXPECT_FALSE(e.can_submit());
+        for (uint16_t c : cids) ASSERT_TRUE(d.post(c));
+        uint32_t got = 0;
+        while (e.poll(7, [&](uint16_t, const CqEntry&) { ++got; }) > 0) {
+        }
+        EXPECT_EQ(got, n - 1);
+        EXPECT_TRUE(e.can_submit());
+        EXPECT_EQ(e.outstanding(), 0u);
+    }
+}
+
+TEST(QueueEngine, EveryWrapOfSeveralSizesWithOutOfOrderCompletion) {
+    std::mt19937_64 rng(1);
+    for (uint32_t n : {2u, 3u, 5u, 8u, 33u, 256u, 4097u}) {
+        for (uint32_t cq_n : {n, n + 3, 2u}) {
+            const uint32_t depth = n - 1;
+            FakeDevice d(n, cq_n, depth);
+            QueueEngine& e = d.engine;
+            std::vector<int> completions(depth, 0);
+            uint64_t submitted = 0, completed = 0;
+            std::vector<uint16_t> fetched;
+            const uint64_t rounds = 6ull * std::max(n, cq_n) + 50;
+            for (uint64_t round = 0; round < rounds; ++round) {
+                const uint32_t want = 1 + static_cast<uint32_t>(rng() % depth);
+                for (uint32_t i = 0; i < want; ++i) {
+                    const int32_t cid = submit(e);
+                    if (cid < 0) break;
+                    ++submitted;
+                }
+                e.ring_sq();
+                auto more = d.fetch();
+                fetched.insert(fetched.end(), more.begin(), more.end());
+                std::shuffle(fetched.begin(), fetched.end(), rng);
+                // Post what fits in the CQ; the rest waits, as the spec's device does.
+                while (!fetched.empty() && d.post(fetched.back())) fetched.pop_back();
+                completed += e.poll(1 + static_cast<uint32_t>(rng() % 9), [&](uint16_t cid, const CqEntry& c) {
+                    ASSERT_LT(cid, depth);
+                    ++completions[cid];
+                    EXPECT_EQ(c.dw0, 0xABCu);
+                });
+            }
+            // Drain.
+            for (int guard = 0; guard < 100000 && completed < submitted; ++guard) {
+                while (!fetched.empty() && d.post(fetched.back())) fetched.pop_back();
+                completed += e.poll(64, [&](uint16_t cid, const CqEntry&) { ++completions[cid]; });
+            }
+            ASSERT_EQ(completed, submitted) << "ring " << n << " cq " << cq_n;
+            EXPECT_EQ(e.outstanding(), 0u);
+            EXPECT_EQ(e.counters().device_errors(), 0u);
+            EXPECT_EQ(d.cq_head_db, e.cq_head());
+        }
+    }
+}
+
+TEST(QueueEngine, OneDoorbellPerBatchAndPollCap) {
+    FakeDevice d(64, 64, 63);
+    QueueEngine& e = d.engine;
+    for (int i = 0; i < 10; ++i) submit(e);
+    e.ring_sq();
+    e.ring_sq();  // nothing new: no second write
+    EXPECT_EQ(e.counters().sq_doorbells, 1u);
+    for (uint16_t c : d.fetch()) d.post(c);
+    uint32_t seen = 0;
+    EXPECT_EQ(e.poll(3, [&](uint16_t, const CqEntry&) { ++seen; }), 3u);
+    EXPECT_EQ(e.counters().cq_doorbells, 1u);
+    EXPECT_EQ(d.cq_head_db, 3u);
+    EXPECT_EQ(e.poll(100, [&](uint16_t, const CqEntry&) { ++seen; }), 7u);
+    EXPECT_EQ(seen, 10u);
+    EXPECT_EQ(e.counters().cq_doorbells, 2u);
+}
+
+TEST(QueueEngine, BadCompletionsAreCountedAndTheQueueCarriesOn) {
+    FakeDevice d(16, 16, 8);
+    QueueEngine& e = d.engine;
+    const int32_t a = submit(e), b = submit(e);
+    e.ring_sq();
+    d.fetch();
+    d.post(200);                          // CID out of range
+    d.post(static_cast<uint16_t>(a));     // good
+    d.post(static_cast<uint16_t>(a));     // duplicate
+    d.post(5);                            // in range, never submitted
+    d.post(static_cast<uint16_t>(b), 0, -1, 9);  // another queue's SQ id
+    std::vector<uint16_t> delivered;
+    e.poll(100, [&](uint16_t cid, const CqEntry&) { delivered.push_back(cid); });
+    EXPECT_EQ(delivered, std::vector<uint16_t>{static_cast<uint16_t>(a)});
+    const auto& c = e.counters();
+    EXPECT_EQ(c.cid_out_of_range, 1u);
+    EXPECT_EQ(c.cid_not_outstanding, 2u);
+    EXPECT_EQ(c.wrong_sqid, 1u);
+    ASSERT_EQ(e.bad_count(), 4u);
+    EXPECT_EQ(e.bad_history()[0].entry.cid, 200u);
+    EXPECT_EQ(e.bad_history()[0].reason, BadCompletionReason::kCidOutOfRange);
+    // A completion whose SQ head makes no sense is delivered (its CID is good) but its head is not used.
+    d.post(static_cast<uint16_t>(b), 0, 15);
+    e.poll(100, [&](uint16_t cid, const CqEntry&) { delivered.push_back(cid); });
+    EXPECT_EQ(delivered.size(), 2u);
+    EXPECT_EQ(e.counters().sq_head_invalid, 1u);
+    EXPECT_EQ(e.sq_head(), 2u);
+    // The queue keeps working.
+    const int32_t c2 = submit(e);
+    e.ring_sq();
+    for (uint16_t cid : d.fetch()) d.post(cid);
+    e.poll(100, [&](uint16_t cid, const CqEntry&) { delivered.push_back(cid); });
+    EXPECT_EQ(delivered.back(), c2);
+    EXPECT_EQ(e.outstanding(), 0u);
+}
+
+TEST(QueueEngine, ReclaimAllReportsEachOutstandingCommandOnce) {
+    FakeDevice d(8, 8, 7);
+    QueueEngine& e = d.engine;
+    for (int i = 0; i < 5; ++i) submit(e);
+    std::vector<uint16_t> lost;
+    e.reclaim_all([&](uint16_t cid) { lost.push_back(cid); });
+    EXPECT_EQ(lost.size(), 5u);
+    EXPECT_EQ(e.outstanding(), 0u);
+    e.reclaim_all([&](uint16_t) { FAIL(); });
+}
+
+}  // namespace
+}  // namespace vfioq::engine

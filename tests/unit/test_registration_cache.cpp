@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "dma/registration_cache.hpp"
+
+namespace vfioq::dma {
+namespace {
+
+// Records what is mapped; IOVAs are handed out upwards.
+class FakeMapper : public RegistrationCache::Mapper {
+public:
+    Result<uint64_t> map(uintptr_t vaddr, uint64_t size) override {
+        if (fail_next) {
+            fail_next = false;
+            return make_error(ENOMEM, "refused");
+        }
+        ++maps;
+        const uint64_t iova = next;
+        next += size + 0x1000;
+        live[iova] = {vaddr, size};
+        return iova;
+    }
+    void unmap(uint64_t iova, uint64_t size) override {
+        ++unmaps;
+        auto it = live.find(iova);
+        ASSERT_NE(it, live.end());
+        EXPECT_EQ(it->second.second, size);
+        live.erase(it);
+    }
+    uint64_t next = 0x100000;
+    int maps = 0, unmaps = 0;
+    bool fail_next = false;
+    std::map<uint64_t, std::pair<uintptr_t, uint64_t>> live;
+};
+
+constexpr uint64_t kPage = 4096;
+const void* at(uintptr_t a) { return reinterpret_cast<const void*>(a); }
+
+TEST(RegistrationCache, CoveredRangeIsAHitWithoutMapping) {
+    FakeMapper m;
+    RegistrationCache c(m, {});
+    auto e = c.acquire(at(0x10010), 100);
+    ASSERT_TRUE(e);
+    EXPECT_EQ((*e)->start, 0x10000u);
+    EXPECT_EQ((*e)->end, 0x11000u);
+    EXPECT_EQ((*e)->iova_of(at(0x10010)), (*e)->iova + 0x10);
+    auto again = c.acquire(at(0x10800), 0x800);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(*again, *e);
+    EXPECT_EQ((*e)->refs, 2u);
+    EXPECT_EQ(m.maps, 1);
+    EXPECT_EQ(c.stats().hits, 1u);
+}
+
+TEST(RegistrationCache, OverlappingAndTouchingRangesMergeIntoOneMapping) {
+    FakeMapper m;
+    RegistrationCache c(m, {});
+    auto a = c.acquire(at(0x10000), kPage);
+    ASSERT_TRUE(a);
+    c.release(*a);  // cached, unheld
+    auto b = c.acquire(at(0x12000), kPage);
+    ASSERT_TRUE(b);  // held
+    auto merged = c.acquire(at(0x11000), kPage);  // touches both
+    ASSERT_TRUE(merged);
+    EXPECT_EQ((*merged)->start, 0x10000u);
+    EXPECT_EQ((*merged)->end, 0x13000u);
+    EXPECT_EQ(c.stats().merges, 1u);
+    // The unheld one went at once; the held one stays mapped until released.
+    EXPECT_EQ(m.live.size(), 2u);
+    c.release(*b);
+    EXPECT_EQ(m.live.size(), 1u);
+    // The whole span is now one hit.
+    auto hit = c.acquire(at(0x10000), 3 * kPage);
+    ASSERT_TRUE(hit);
+    EXPECT_EQ(*hit, *merged);
+}
+
+TEST(RegistrationCache, LeastRecentlyUsedUnheldMappingIsEvictedUnderTheMappingBudget) {
+    FakeMapper m;
+    RegistrationCache c(m, {.max_mappings = 3, .max_bytes = ~0ull});
+    std::vector<RegistrationCache::Entry*> e;
+    for (uintptr_t i = 0; i < 3; ++i) {
+        auto r = c.acquire(at(0x100000 + i * 0x10000), kPage);
+        ASSERT_TRUE(r);
+        e.push_back(*r);
+    }
+    c.release(e[0]);
+    c.release(e[1]);
+    // Touch entry 0 again: entry 1 is now the least recently used.
+    auto again = c.acquire(at(0x100000), kPage);
+    ASSERT_TRUE(again);
+    c.release(*again);
+    auto fourth = c.acquire(at(0x200000), kPage);
+    ASSERT_TRUE(fourth);
+    EXPECT_EQ(c.stats().evictions, 1u);
+    EXPECT_EQ(c.find_held(at(0x110000), 1), nullptr);
+    auto back = c.acquire(at(0x100000), kPage);  // entry 0 survived: a hit
+    ASSERT_TRUE(back);
+    EXPECT_EQ(c.stats().hits, 2u);
+}
+
+TEST(RegistrationCache, BudgetUsedUpByHeldMappingsIsAClearError) {
+    FakeMapper m;
+    RegistrationCache c(m, {.max_mappings = 100, .max_bytes = 2 * kPage});
+    auto a = c.acquire(at(0x100000), 2 * kPage);
+    ASSERT_TRUE(a);
+    auto b = c.acquire(at(0x200000), kPage);
+    ASSERT_FALSE(b);
+    EXPECT_EQ(b.error().code, ENOSPC);
+    EXPECT_NE(b.error().message.find("still held"), std::string::npos) << b.error().message;
+    c.release(*a);
+    EXPECT_TRUE(c.acquire(at(0x200000), kPage));  // the unheld one makes room
+}
+
+TEST(RegistrationCache, ExplicitUnregisterAndFlush) {
+    FakeMapper m;
+    RegistrationCache c(m, {});
+    auto a = c.acquire(at(0x100000), kPage);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(c.unregister(at(0x100000), kPage).error().code, EBUSY);
+    EXPECT_EQ(c.unregister(at(0x900000), kPage).error().code, ENOENT);
+    c.release(*a);
+    EXPECT_TRUE(c.unregister(at(0x100000), kPage));
+    EXPECT_TRUE(m.live.empty());
+    auto b = c.acquire(at(0x300000), kPage);
+    auto d = c.acquire(at(0x500000), kPage);
+    ASSERT_TRUE(b && d);
+    c.release(*b);
+    c.flush();
+    EXPECT_EQ(m.live.size(), 1u);  // the held one stays
+    EXPECT_NE(c.find_held(at(0x500000), 10), nullptr);
+    EXPECT_EQ(c.find_held(at(0x300000), 10), nullptr);
+}
+
+TEST(RegistrationCache, BadInputAndMapperFailureLoseNothing) {
+    FakeMapper m;
+    RegistrationCache c(m, {});
+    EXPECT_EQ(c.acquire(nullptr, 10).error().code, EINVAL);
+    EXPECT_EQ(c.acquire(at(0x1000), 0).error().code, EINVAL);
+    EXPECT_EQ(c.acquire(at(~uintptr_t{0} - 4), 100).error().code, EINVAL);
+    auto held = c.acquire(at(0x100000), kPage);
+    ASSERT_TRUE(held);
+    m.fail_next = true;
+    auto r = c.acquire(at(0x101000), kPage);  // would merge with the held one
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ENOMEM);
+    // The held registration is untouched and still found.
+    EXPECT_EQ(c.find_held(at(0x100000), kPage), *held);
+    EXPECT_EQ(m.live.size(), 1u);
+}
+
+TEST(RegistrationCache, EverythingIsUnmappedAtTheEnd) {
+    FakeMapper m;
+    {
+        RegistrationCache c(m, {});
+        auto a = c.acquire(at(0x100000), kPage);
+        auto b = c.acquire(at(0x101000), kPage);  // merges; a is superseded but held
+        ASSERT_TRUE(a && b);
+        EXPECT_EQ(m.live.size(), 2u);
+    }
+    EXPECT_TRUE(m.live.empty());
+    EXPECT_EQ(m.maps, m.unmaps);
+}
+
+}  // namespace
+}  // namespace vfioq::dma
