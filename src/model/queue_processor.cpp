@@ -157,7 +157,7 @@ void QueueProcessor::worker() {
         if (device_.epoch() == job.epoch) out = executor.execute(job.qid, job.sqe, job.epoch);
         {
             std::lock_guard lock(finished_mutex_);
-            finished_.push_back({job.qid, job.generation, job.sqe.cid, out, job.due});
+            finished_.push_back({job.qid, job.generation, job.sqe.cid, out, job.due, true, job.epoch, {}});
         }
     }
 }
@@ -182,7 +182,11 @@ bool QueueProcessor::service(uint16_t qid, Clock::time_point now) {
     bool work = false;
     const uint32_t head = device_.doorbell_value(sgq::cq_head_doorbell(qid, config_.dstrd));
     if (head != q.cq_head) {
-        if (head >= q.cq_entries || ahead(q.cq_head, head, q.cq_entries) > ahead(q.cq_head, q.cq_tail, q.cq_entries)) {
+        if (head >= q.cq_entries) {
+            halt(qid, q, sgq::kErrDoorbell, 0, "CQ head doorbell is beyond the end of the ring");
+            return true;
+        }
+        if (ahead(q.cq_head, head, q.cq_entries) > ahead(q.cq_head, q.cq_tail, q.cq_entries)) {
             halt(qid, q, sgq::kErrDoorbell, 0, "CQ head doorbell releases entries the device has not posted");
             return true;
         }
@@ -192,8 +196,11 @@ bool QueueProcessor::service(uint16_t qid, Clock::time_point now) {
     if (!disabling) {
         const uint32_t tail = device_.doorbell_value(sgq::sq_tail_doorbell(qid, config_.dstrd));
         if (tail != q.sq_tail) {
-            if (tail >= q.sq_entries ||
-                ahead(q.sq_head, tail, q.sq_entries) < ahead(q.sq_head, q.sq_tail, q.sq_entries)) {
+            if (tail >= q.sq_entries) {
+                halt(qid, q, sgq::kErrDoorbell, 0, "SQ tail doorbell is beyond the end of the ring");
+                return true;
+            }
+            if (ahead(q.sq_head, tail, q.sq_entries) < ahead(q.sq_head, q.sq_tail, q.sq_entries)) {
                 halt(qid, q, sgq::kErrDoorbell, 0, "SQ tail doorbell overruns entries not yet consumed");
                 return true;
             }
@@ -236,7 +243,7 @@ bool QueueProcessor::fetch(uint16_t qid, Queue& q, Clock::time_point now) {
             jobs_.push_back({qid, q.generation, epoch, sqe, due});
             jobs_cv_.notify_one();
         } else {
-            q.ready.push_back({qid, q.generation, sqe.cid, executor_.execute(qid, sqe, epoch), due});
+            q.ready.push_back({qid, q.generation, sqe.cid, {}, due, false, epoch, sqe});
         }
     }
     return work;
@@ -252,8 +259,10 @@ bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool al
             if (!config_.out_of_order || q.ready.front().due > now) break;
             pick = 0;
         }
-        const Finished f = q.ready[pick];
+        Finished f = q.ready[pick];
         q.ready.erase(q.ready.begin() + static_cast<std::ptrdiff_t>(pick));
+        if (!f.executed)
+            f.outcome = f.due > now ? CommandOutcome{Status::kAborted, 0} : executor_.execute(qid, f.sqe, f.epoch);
         // The entry's last dword carries the phase and is written last, with release
         // semantics, so the host never sees the tag before the rest of the entry.
         sgq::CompletionEntry cqe{};

@@ -45,6 +45,11 @@ private:
         uint16_t cid;
         CommandOutcome outcome;
         Clock::time_point due;
+        // Without workers a command runs when it is due, so that one still
+        // waiting when its queue is disabled is ABORTED having moved nothing.
+        bool executed;
+        uint64_t epoch;
+        sgq::SubmissionEntry sqe;
     };
     struct Job {
         uint16_t qid;

@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: MIT
+// The I/O path end to end: Controller and QueuePair over the vfio-user
+// client against the reference model, with its queue processing.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/mman.h>
+
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "../support/model_fixture.hpp"
+#include "vfioq/controller.hpp"
+#include "vfioq/device.hpp"
+#include "vfioq/sgq_commands.hpp"
+#include "vfioq/sgq_registers.hpp"
+
+namespace vfioq {
+namespace {
+
+// A card: the model served in this process, the library's device and controller on it.
+struct Card {
+    explicit Card(model::ModelConfig config = {}) : model(config) {
+        auto t = open_vfio_user(model.connect(), "test-card");
+        EXPECT_TRUE(t) << (t ? "" : t.error().message);
+        auto d = Device::from_transport(std::move(*t));
+        EXPECT_TRUE(d) << (d ? "" : d.error().message);
+        device = std::move(*d);
+        auto c = Controller::open(*device);
+        EXPECT_TRUE(c) << (c ? "" : c.error().message);
+        ctrl = std::move(*c);
+    }
+    std::unique_ptr<QueuePair> queue_pair(QueuePairOptions o = {}) {
+        auto qp = ctrl->create_queue_pair(o);
+        EXPECT_TRUE(qp) << (qp ? "" : qp.error().message);
+        return qp ? std::move(*qp) : nullptr;
+    }
+    DmaBuffer buffer(size_t n) {
+        auto b = device->dma().allocate(n);
+        EXPECT_TRUE(b) << (b ? "" : b.error().message);
+        return std::move(*b);
+    }
+
+    test::ServedModel model;
+    std::unique_ptr<Device> device;
+    std::unique_ptr<Controller> ctrl;
+};
+
+// Counts completions per context (a command's number) and keeps the last status of each.
+struct Tally {
+    std::map<uintptr_t, int> count;
+    std::map<uintptr_t, IoStatus> status;
+    std::vector<uintptr_t> order;
+    static void callback(const Completion& c) {
+        auto* t = static_cast<Tally*>(current);
+        const auto key = reinterpret_cast<uintptr_t>(c.context);
+        t->count[key]++;
+        t->status[key] = c.status;
+        t->bytes[key] = c.bytes;
+        t->order.push_back(key);
+    }
+    std::map<uintptr_t, uint32_t> bytes;
+    static inline Tally* current = nullptr;
+    Tally() { current = this; }
+};
+
+void* key(uintptr_t n) { return reinterpret_cast<void*>(n); }
+
+void drain(QueuePair& qp, int ms = 10000) {
+    EXPECT_TRUE(test::eventually(
+        [&] {
+            qp.poll();
+            return qp.outstanding() == 0;
+        },
+        ms))
+        << qp.outstanding() << " still outstanding";
+}
+
+IoStatus run_one(QueuePair& qp, const IoRequest& req) {
+    Tally t;
+    IoRequest r = req;
+    r.callback = Tally::callback;
+    r.context = key(1);
+    auto s = qp.submit(r);
+    EXPECT_TRUE(s) << (s ? "" : s.error().message);
+    drain(qp);
+    return t.status.count(1) ? t.status[1] : IoStatus::kCancelled;
+}
+
+void fill(DmaBuffer& b, uint32_t seed) {
+    std::mt19937 rng(seed);
+    for (size_t i = 0; i < b.size(); ++i) b.data()[i] = static_cast<std::byte>(rng());
+}
+
+TEST(Io, WriteAndReadBackThroughEveryDescriptorLayout) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 16});
+    auto out = card.buffer(1 << 20), in = card.buffer(1 << 20);
+    fill(out, 1);
+    for (uint32_t pieces : {1u, 2u, 3u, 257u, 300u, 1024u}) {
+        // `pieces` segments of 7 bytes at odd offsets, 9 bytes apart: none merge.
+        std::vector<DmaSegment> wsegs, rsegs;
+        for (uint32_t i = 0; i < pieces; ++i) {
+            wsegs.push_back(out.segment(1 + i * 16, 7));
+            rsegs.push_back(in.segment(3 + i * 16, 7));
+        }
+        std::memset(in.data(), 0, in.size());
+        ASSERT_EQ(run_one(*qp, {Opcode::kWrite, 0x5001, wsegs}), IoStatus::kSuccess) << pieces;
+        ASSERT_EQ(run_one(*qp, {Opcode::kRead, 0x5001, rsegs}), IoStatus::kSuccess) << pieces;
+        for (uint32_t i = 0; i < pieces; ++i)
+            ASSERT_EQ(std::memcmp(out.data() + 1 + i * 16, in.data() + 3 + i * 16, 7), 0) << pieces << " " << i;
+    }
+}
+
+TEST(Io, FourThousandNinetySixOutstandingEachCompletedExactlyOnce) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 4096});
+    ASSERT_EQ(qp->capacity(), 4096u);
+    auto buf = card.buffer(4096 * 64);
+    fill(buf, 2);
+    std::vector<DmaSegment> segs(4096);
+    std::vector<IoRequest> reqs(4096);
+    Tally t;
+    for (uintptr_t i = 0; i < 4096; ++i) {
+        segs[i] = buf.segment(i * 64, 64);
+        reqs[i] = {Opcode::kWrite, i * 64, {&segs[i], 1}, Tally::callback, key(i)};
+    }
+    auto n = qp->submit_batch(reqs);
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 4096u);
+    EXPECT_EQ(qp->outstanding(), 4096u);
+    EXPECT_EQ(qp->stats().sq_doorbells, 1u) << "one doorbell for the batch";
+    // Full: back-pressure, not a block and not a drop.
+    auto extra = qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(9999)});
+    ASSERT_FALSE(extra);
+    EXPECT_EQ(extra.error().code, EAGAIN);
+    EXPECT_NE(extra.error().message.find("queue pair 0"), std::string::npos) << extra.error().message;
+    drain(*qp);
+    ASSERT_EQ(t.count.size(), 4096u);
+    for (auto& [k, c] : t.count) {
+        EXPECT_EQ(c, 1) << "command " << k;
+        EXPECT_EQ(t.status[k], IoStatus::kSuccess);
+        EXPECT_EQ(t.bytes[k], 64u);
+    }
+    EXPECT_EQ(qp->stats().device_errors, 0u);
+    EXPECT_EQ(*card.device->read64(sgq::kRegisterBar, sgq::kRegStatCmds), 4096u);
+    EXPECT_EQ(std::memcmp(card.model.device->devmem().data(), buf.data(), buf.size()), 0);
+}
+
+TEST(Io, OutOfOrderCompletionFromWorkerThreads) {
+    model::ModelConfig cfg;
+    cfg.out_of_order = true;
+    cfg.workers = 2;
+    cfg.latency = std::chrono::microseconds(100);
+    Card card(cfg);
+    auto qp = card.queue_pair({.depth = 512});
+    auto out = card.buffer(512 * 256), in = card.buffer(512 * 256);
+    fill(out, 3);
+    for (Opcode op : {Opcode::kWrite, Opcode::kRead}) {
+        Tally t;
+        std::vector<DmaSegment> segs(512);
+        std::vector<IoRequest> reqs(512);
+        for (uintptr_t i = 0; i < 512; ++i) {
+            segs[i] = (op == Opcode::kWrite ? out : in).segment(i * 256, 256);
+            reqs[i] = {op, i * 256, {&segs[i], 1}, Tally::callback, key(i)};
+        }
+        ASSERT_EQ(*qp->submit_batch(reqs), 512u);
+        drain(*qp);
+        ASSERT_EQ(t.count.size(), 512u);
+        for (auto& [k, c] : t.count) ASSERT_EQ(c, 1);
+        std::vector<uintptr_t> sorted(t.order);
+        std::sort(sorted.begin(), sorted.end());
+        EXPECT_NE(sorted, t.order) << "completions came in submission order";
+    }
+    EXPECT_EQ(std::memcmp(out.data(), in.data(), out.size()), 0);
+}
+
+// A raw submission entry for the status tests.
+sgq::SubmissionEntry raw(uint8_t opc, uint32_t length, uint64_t devaddr, sgq::SglDescriptor d1 = {},
+                         sgq::SglDescriptor d2 = {}) {
+    sgq::SubmissionEntry e{};
+    e.opcode = opc;
+    e.length = length;
+    e.devaddr = devaddr;
+    e.dptr1 = d1;
+    e.dptr2 = d2;
+    return e;
+}
+
+IoStatus run_raw(QueuePair& qp, const sgq::SubmissionEntry& e) {
+    Tally t;
+    auto s = qp.submit_raw(std::as_bytes(std::span(&e, 1)), Tally::callback, key(1));
+    EXPECT_TRUE(s) << (s ? "" : s.error().message);
+    drain(qp);
+    return t.status.count(1) ? t.status[1] : IoStatus::kCancelled;
+}
+
+TEST(Io, EveryStatusCodeOfTheSpecSurfacesByName) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 8});
+    auto buf = card.buffer(4096);
+    const auto data = [&](uint32_t len, uint64_t off = 0) {
+        return sgq::SglDescriptor::make(sgq::kSglData, buf.iova() + off, len);
+    };
+    const uint64_t devmem = card.ctrl->info().devmem_size;
+    std::map<std::string, IoStatus> seen;
+    auto expect = [&](const char* name, IoStatus got) {
+        EXPECT_STREQ(io_status_name(got), name);
+        seen[name] = got;
+    };
+    expect("SUCCESS", run_raw(*qp, raw(sgq::kOpWrite, 100, 0, data(100))));
+    expect("INVALID_OPCODE", run_raw(*qp, raw(0x7F, 100, 0, data(100))));
+    auto flagged = raw(sgq::kOpWrite, 100, 0, data(100));
+    flagged.flags = 1;
+    expect("INVALID_FIELD", run_raw(*qp, flagged));
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpNop, 5, 0)), IoStatus::kInvalidField) << "a NOP with a length";
+    expect("DEVADDR_RANGE", run_raw(*qp, raw(sgq::kOpRead, 100, devmem - 50, data(100))));
+    expect("LENGTH_INVALID", run_raw(*qp, raw(sgq::kOpWrite, 0, 0, data(100))));
+    expect("SGL_INVALID", run_raw(*qp, raw(sgq::kOpWrite, 100, 0, sgq::SglDescriptor::make(0x5, buf.iova(), 100))));
+    expect("SGL_LENGTH_MISMATCH", run_raw(*qp, raw(sgq::kOpWrite, 100, 0, data(50))));
+    expect("DMA_FAULT",
+           run_raw(*qp, raw(sgq::kOpRead, 100, 0, sgq::SglDescriptor::make(sgq::kSglData, 0xDEAD0000, 100))));
+    EXPECT_EQ(*card.device->read64(sgq::kRegisterBar, sgq::kRegErrAddr), 0xDEAD0000u);
+    EXPECT_TRUE(*card.device->read32(sgq::kRegisterBar, sgq::kRegErrStatus) & sgq::kErrDmaFault);
+    card.model.device->inject_command_status(static_cast<uint16_t>(sgq::Status::kInternal), 1);
+    expect("INTERNAL", run_raw(*qp, raw(sgq::kOpWrite, 100, 0, data(100))));
+    card.model.device->inject_command_status(0x33, 1);
+    Tally t;
+    auto e = raw(sgq::kOpWrite, 100, 0, data(100));
+    ASSERT_TRUE(qp->submit_raw(std::as_bytes(std::span(&e, 1)), Tally::callback, key(1)));
+    drain(*qp);
+    EXPECT_EQ(t.status[1], IoStatus::kUnknownDeviceStatus);
+    qp.reset();
+
+    // ABORTED: a slow card whose queue is disabled with commands fetched.
+    model::ModelConfig slow;
+    slow.latency = std::chrono::milliseconds(300);
+    Card slow_card(slow);
+    auto sqp = slow_card.queue_pair({.depth = 8});
+    auto sbuf = slow_card.buffer(4096);
+    const DmaSegment seg = sbuf.segment(0, 64);
+    Tally aborted;
+    for (uintptr_t i = 0; i < 4; ++i) ASSERT_TRUE(sqp->submit({Opcode::kWrite, 0, {&seg, 1}, Tally::callback, key(i)}));
+    ASSERT_TRUE(test::eventually([&] { return *slow_card.device->read64(sgq::kRegisterBar, sgq::kRegStatCmds) == 0 &&
+                                              slow_card.model.device->queue_config(0).status != 0; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the card fetch them
+    ASSERT_TRUE(sqp->close());
+    ASSERT_EQ(aborted.count.size(), 4u);
+    for (auto& [k, s] : aborted.status) expect("ABORTED", s);
+    EXPECT_EQ(seen.size(), 10u) << "the spec defines ten status codes";
+}
+
+TEST(Io, InterruptModeWaitsAndTheEventfdWorksInAnEventLoop) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 64, .interrupts = true});
+    ASSERT_GE(qp->event_fd(), 0);
+    Tally t;
+    ASSERT_TRUE(qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(1)}));
+    uint32_t got = 0;
+    for (int i = 0; i < 20 && got == 0; ++i) {
+        auto n = qp->wait(std::chrono::milliseconds(1000));
+        ASSERT_TRUE(n) << n.error().message;
+        got += *n;
+    }
+    EXPECT_EQ(got, 1u);
+    EXPECT_GE(qp->stats().interrupts, 1u);
+    // With nothing outstanding, a wait times out with nothing.
+    auto none = qp->wait(std::chrono::milliseconds(30));
+    ASSERT_TRUE(none);
+    EXPECT_EQ(*none, 0u);
+
+    // The application's own loop: poll(2) on the eventfd, then poll the queue.
+    auto qp2 = card.queue_pair({.depth = 64, .interrupts = true});
+    ASSERT_TRUE(qp2->submit({Opcode::kNop, 0, {}, Tally::callback, key(2)}));
+    pollfd p{qp2->event_fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1);
+    uint64_t v;
+    ASSERT_EQ(::read(qp2->event_fd(), &v, sizeof(v)), static_cast<ssize_t>(sizeof(v)));
+    EXPECT_EQ(qp2->poll(), 1u);
+    EXPECT_EQ(t.count[2], 1);
+}
+
+TEST(Io, CoalescingRaisesFewerInterruptsThanCompletions) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 256, .interrupts = true, .coalesce_entries = 32});
+    Tally t;
+    std::vector<IoRequest> reqs(256, IoRequest{Opcode::kNop, 0, {}, Tally::callback, key(1)});
+    ASSERT_EQ(*qp->submit_batch(reqs), 256u);
+    uint32_t got = 0;
+    for (int i = 0; i < 100 && got < 256; ++i) got += *qp->wait(std::chrono::milliseconds(200));
+    EXPECT_EQ(got, 256u);
+    const uint64_t raised = card.model.device->msix().delivered(1);
+    EXPECT_GE(raised, 1u);
+    EXPECT_LE(raised, 256u / 32 + 2) << "threshold 32 must coalesce";
+}
+
+TEST(Io, PollingWorksWhenTheCompletionRingIsSmallerThanTheDepth) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 64, .cq_entries = 4});
+    Tally t;
+    std::vector<IoRequest> reqs;
+    for (uintptr_t i = 0; i < 64; ++i) reqs.push_back({Opcode::kNop, 0, {}, Tally::callback, key(i)});
+    ASSERT_EQ(*qp->submit_batch(reqs), 64u);
+    drain(*qp);
+    EXPECT_EQ(t.count.size(), 64u);
+    EXPECT_EQ(qp->stats().device_errors, 0u);
+}
+
+TEST(Io, BadRequestsGetClearErrorsAndLoseNothing) {
+    model::ModelConfig cfg;
+    cfg.sge_align = 2;
+    cfg.max_sge = 8;
+    cfg.max_xfer = 16;
+    Card card(cfg);
+    auto qp = card.queue_pair({.depth = 4});
+    auto buf = card.buffer(1 << 20);
+    Tally t;
+    // One good command stays outstanding throughout, to show nothing is lost.
+    const DmaSegment good = buf.segment(0, 64);
+    ASSERT_TRUE(qp->submit({Opcode::kWrite, 0, {&good, 1}, Tally::callback, key(100)}));
+    auto refused = [&](IoRequest r, int code, const char* words) {
+        r.callback = Tally::callback;
+        auto s = qp->submit(r);
+        ASSERT_FALSE(s);
+        EXPECT_EQ(s.error().code, code) << s.error().message;
+        EXPECT_NE(s.error().message.find(words), std::string::npos) << s.error().message;
+        EXPECT_NE(s.error().message.find("test-card: queue pair 0"), std::string::npos) << s.error().message;
+    };
+    const DmaSegment empty = buf.segment(0, 0);
+    refused({Opcode::kWrite, 0, {&empty, 1}}, EINVAL, "is empty");
+    refused({Opcode::kWrite, 0, {}}, EINVAL, "no segments");
+    const DmaSegment huge = buf.segment(0, (1 << 16) + 4);
+    refused({Opcode::kRead, 0, {&huge, 1}}, EINVAL, "MAX_XFER");
+    std::vector<DmaSegment> many;
+    for (int i = 0; i < 9; ++i) many.push_back(buf.segment(i * 64, 4));
+    refused({Opcode::kRead, 0, many}, EINVAL, "MAX_SGE");
+    const DmaSegment odd = buf.segment(2, 8);
+    refused({Opcode::kWrite, 0, {&odd, 1}}, EINVAL, "SGE_ALIGN");
+    const DmaSegment fine = buf.segment(0, 64);
+    refused({Opcode::kWrite, card.ctrl->info().devmem_size - 32, {&fine, 1}}, EINVAL, "beyond the card's");
+    refused({Opcode::kNop, 0, {&fine, 1}}, EINVAL, "NOP carries no segments");
+    // Host memory that nobody registered.
+    std::vector<std::byte> plain(4096);
+    const HostSegment host{plain.data(), 64};
+    auto h = qp->submit_host(Opcode::kWrite, 0, {&host, 1}, Tally::callback, key(7));
+    ASSERT_FALSE(h);
+    EXPECT_EQ(h.error().code, EFAULT);
+    EXPECT_NE(h.error().message.find("register it first"), std::string::npos) << h.error().message;
+    // Full.
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(200 + i)}));
+    auto full = qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(300)});
+    ASSERT_FALSE(full);
+    EXPECT_EQ(full.error().code, EAGAIN);
+    EXPECT_EQ(qp->stats().queue_full, 1u);
+    drain(*qp);
+    EXPECT_EQ(t.count.size(), 4u) << "the good command and the three NOPs, nothing else";
+    EXPECT_EQ(t.status[100], IoStatus::kSuccess);
+    ASSERT_TRUE(qp->close());
+    auto after = qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(400)});
+    ASSERT_FALSE(after);
+    EXPECT_EQ(after.error().code, EPIPE);
+}
+
+TEST(Io, RegisteredApplicationMemoryMovesData) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 8});
+    // Two areas of plain memory with unregistered pages between them (neighbours would merge).
+    constexpr size_t kArea = 200000, kApart = 512 * 1024;
+    void* base = ::mmap(nullptr, 2 * kApart, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(base, MAP_FAILED);
+    auto* out = static_cast<std::byte*>(base);
+    auto* in = out + kApart;
+    for (size_t i = 0; i < kArea; ++i) out[i] = static_cast<std::byte>(i * 13);
+    {
+        auto rout = card.device->dma().register_memory(out, kArea);
+        auto rin = card.device->dma().register_memory(in, kArea);
+        ASSERT_TRUE(rout && rin);
+        Tally t;
+        const HostSegment w[] = {{out + 1, 5000}, {out + 9001, 90999}};
+        const HostSegment r[] = {{in + 1, 50000}, {in + 60000, 45999}};
+        ASSERT_TRUE(qp->submit_host(Opcode::kWrite, 77, w, Tally::callback, key(1)));
+        drain(*qp);
+        ASSERT_TRUE(qp->submit_host(Opcode::kRead, 77, r, Tally::callback, key(2)));
+        drain(*qp);
+        EXPECT_EQ(t.status[1], IoStatus::kSuccess);
+        EXPECT_EQ(t.status[2], IoStatus::kSuccess);
+        std::vector<std::byte> sent(out + 1, out + 5001), back(in + 1, in + 50001);
+        sent.insert(sent.end(), out + 9001, out + 100000);
+        back.insert(back.end(), in + 60000, in + 105999);
+        EXPECT_TRUE(sent == back);
+        // A dropped registration: the memory is no longer usable for commands.
+        rout = Registration{};
+        auto gone = qp->submit_host(Opcode::kWrite, 0, {&w[0], 1}, Tally::callback, key(3));
+        ASSERT_FALSE(gone);
+        EXPECT_EQ(gone.error().code, EFAULT);
+        EXPECT_EQ(card.device->dma().stats().cache_hits, 0u);
+        auto again = card.device->dma().register_memory(out, kArea);
+        ASSERT_TRUE(again);
+        EXPECT_EQ(card.device->dma().stats().cache_hits, 1u) << "the cached mapping is reused";
+    }
+    ::munmap(base, 2 * kApart);
+}
+
+TEST(Io, QueuePairsUpToTheCardsLimit) {
+    model::ModelConfig cfg;
+    cfg.nqp = 3;
+    Card card(cfg);
+    std::vector<std::unique_ptr<QueuePair>> qps;
+    for (int i = 0; i < 4; ++i) qps.push_back(card.queue_pair({.depth = 16}));
+    auto more = card.ctrl->create_queue_pair({.depth = 16});
+    ASSERT_FALSE(more);
+    EXPECT_EQ(more.error().code, EBUSY);
+    auto buf = card.buffer(4096);
+    fill(buf, 5);
+    for (size_t i = 0; i < qps.size(); ++i) {
+        const DmaSegment s = buf.segment(i * 100, 100);
+        EXPECT_EQ(run_one(*qps[i], {Opcode::kWrite, i * 100, {&s, 1}}), IoStatus::kSuccess);
+        EXPECT_EQ(qps[i]->id(), i);
+    }
+    EXPECT_EQ(std::memcmp(card.model.device->devmem().data(), buf.data(), 400), 0);
+    // Interrupt mode needs a vector of its own: queue 3 would take vector 4 of 4.
+    qps[3].reset();
+    auto last = card.ctrl->create_queue_pair({.depth = 16, .interrupts = true});
+    ASSERT_FALSE(last);
+    EXPECT_EQ(last.error().code, ENOSPC);
+    qps[1].reset();  // a freed id is reused
+    auto reused = card.queue_pair({.depth = 16, .interrupts = true});
+    EXPECT_EQ(reused->id(), 1u);
+}
+
+TEST(Io, ADoorbellErrorHaltsTheQueueAndCloseReportsEveryCommand) {
+    model::ModelConfig cfg;
+    cfg.latency = std::chrono::milliseconds(5000);  // nothing completes by itself
+    Card card(cfg);
+    auto qp = card.queue_pair({.depth = 8});
+    Tally t;
+    for (uintptr_t i = 0; i < 3; ++i) ASSERT_TRUE(qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(i)}));
+    // A bogus tail (beyond the 9-entry ring) from a confused host.
+    ASSERT_TRUE(card.device->write32(sgq::kRegisterBar, sgq::sq_tail_doorbell(0, 0), 50));
+    ASSERT_TRUE(test::eventually([&] {
+        return (*card.device->read32(sgq::kRegisterBar, sgq::queue_register(0, sgq::kQRegStatus)) &
+                sgq::kQStatusError) != 0;
+    }));
+    EXPECT_TRUE(*card.device->read32(sgq::kRegisterBar, sgq::kRegErrStatus) & sgq::kErrDoorbell);
+    EXPECT_EQ(test::wait_eventfd(card.ctrl->event_fd()), 1u) << "vector 0 signals the queue error";
+    ASSERT_TRUE(qp->close());
+    EXPECT_EQ(t.count.size(), 3u);
+    for (auto& [k, s] : t.status) EXPECT_EQ(s, IoStatus::kCancelled);
+}
+
+TEST(Io, ShutdownClosesOpenQueuePairsAndAControllerLeftRunningIsReset) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 8});
+    Tally t;
+    ASSERT_TRUE(qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(1)}));
+    ASSERT_TRUE(card.ctrl->shutdown());
+    EXPECT_TRUE(qp->closed());
+    EXPECT_EQ(t.count[1], 1);
+    auto refused = card.ctrl->create_queue_pair({});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, EPIPE);
+    // Leave the controller enabled, as a crashed program would; the next open resets it.
+    ASSERT_TRUE(card.device->write32(sgq::kRegisterBar, sgq::kRegCtrl, sgq::kCtrlEn));
+    card.ctrl.reset();
+    auto again = Controller::open(*card.device);
+    ASSERT_TRUE(again) << again.error().message;
+    auto qp2 = (*again)->create_queue_pair({});
+    ASSERT_TRUE(qp2);
+    EXPECT_EQ(run_one(**qp2, {Opcode::kNop, 0, {}}), IoStatus::kSuccess);
+}
+
+TEST(Io, BringUpRefusesSomethingThatIsNotAnSgqCard) {
+    test::ServedModel model;
+    auto t = open_vfio_user(model.connect(), "not-a-card");
+    ASSERT_TRUE(t);
+    auto d = Device::from_transport(std::move(*t));
+    ASSERT_TRUE(d);
+    // The model's ID register cannot be changed; a device that is gone reads all-ones.
+    model.stop();
+    auto c = Controller::open(**d);
+    ASSERT_FALSE(c);
+    EXPECT_NE(c.error().message.find("not-a-card"), std::string::npos) << c.error().message;
+}
+
+}  // namespace
+}  // namespace vfioq
