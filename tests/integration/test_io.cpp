@@ -252,6 +252,91 @@ TEST(Io, EveryStatusCodeOfTheSpecSurfacesByName) {
     EXPECT_EQ(seen.size(), 10u) << "the spec defines ten status codes";
 }
 
+TEST(Io, MalformedSglsAreRefusedBeforeAnyDataMoves) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 8});
+    auto buf = card.buffer(64 * 1024);
+    fill(buf, 9);
+    auto* arrays = reinterpret_cast<sgq::SglDescriptor*>(buf.data());  // segment arrays at the buffer's start
+    const uint64_t arr_iova = buf.iova();
+    const uint64_t data_iova = buf.iova() + 0x8000;
+    using D = sgq::SglDescriptor;
+    auto data = [&](uint32_t len, uint64_t off = 0) { return D::make(sgq::kSglData, data_iova + off, len); };
+    auto devmem = card.model.device->devmem();
+    std::memset(devmem.data(), 0, 4096);
+    auto untouched = [&] {
+        return std::all_of(devmem.begin(), devmem.begin() + 4096, [](std::byte b) { return b == std::byte{0}; });
+    };
+    // A SEGMENT array whose chain descriptor is not last.
+    arrays[0] = D::make(sgq::kSglSegment, arr_iova + 0x1000, 16);
+    arrays[1] = data(100);
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 100, 0, D::make(sgq::kSglSegment, arr_iova, 32))), IoStatus::kSglInvalid);
+    // A LAST_SEGMENT array that chains.
+    arrays[0] = data(50);
+    arrays[1] = D::make(sgq::kSglLastSegment, arr_iova + 0x1000, 16);
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 100, 0, D::make(sgq::kSglLastSegment, arr_iova, 32))),
+              IoStatus::kSglInvalid);
+    // DPTR1 a segment and DPTR2 used too.
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 100, 0, D::make(sgq::kSglLastSegment, arr_iova, 16), data(50))),
+              IoStatus::kSglInvalid);
+    // A segment array that is not 16-byte aligned, or not a multiple of 16 long.
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 50, 0, D::make(sgq::kSglLastSegment, arr_iova + 8, 16))),
+              IoStatus::kSglInvalid);
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 50, 0, D::make(sgq::kSglLastSegment, arr_iova, 24))),
+              IoStatus::kSglInvalid);
+    // A chain that loops back on itself ends in SGL_INVALID, not a hang.
+    arrays[0] = data(1);
+    arrays[1] = D::make(sgq::kSglSegment, arr_iova, 32);
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 100, 0, D::make(sgq::kSglSegment, arr_iova, 32))), IoStatus::kSglInvalid);
+    // More DATA descriptors than MAX_SGE (1024).
+    for (int i = 0; i < 1025; ++i) arrays[i] = data(1, static_cast<uint64_t>(i));
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 1025, 0, D::make(sgq::kSglLastSegment, arr_iova, 1025 * 16))),
+              IoStatus::kSglInvalid);
+    // Reserved bytes set inside an array descriptor.
+    arrays[0] = data(100);
+    arrays[0].reserved[1] = 1;
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 100, 0, D::make(sgq::kSglLastSegment, arr_iova, 16))),
+              IoStatus::kInvalidField);
+    // An array the IOMMU refuses.
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 100, 0, D::make(sgq::kSglLastSegment, 0xBAD000, 16))),
+              IoStatus::kDmaFault);
+    // The last DATA descriptor is refused by the IOMMU: bytes before it land, none after.
+    arrays[0] = data(100);
+    arrays[1] = D::make(sgq::kSglData, 0xBAD000, 100);
+    EXPECT_TRUE(untouched()) << "no malformed command moved data";
+    Tally t;
+    auto e = raw(sgq::kOpWrite, 200, 0, D::make(sgq::kSglLastSegment, arr_iova, 32));
+    ASSERT_TRUE(qp->submit_raw(std::as_bytes(std::span(&e, 1)), Tally::callback, key(1)));
+    drain(*qp);
+    EXPECT_EQ(t.status[1], IoStatus::kDmaFault);
+    EXPECT_EQ(t.bytes[1], 100u);
+    EXPECT_EQ(std::memcmp(devmem.data(), buf.data() + 0x8000, 100), 0);
+    EXPECT_TRUE(std::all_of(devmem.begin() + 100, devmem.begin() + 4096, [](std::byte b) { return b == std::byte{0}; }));
+    // A well-formed chain across two arrays works.
+    arrays[0] = data(10);
+    arrays[1] = D::make(sgq::kSglLastSegment, arr_iova + 0x1000, 32);
+    arrays[256] = data(20, 10);
+    arrays[257] = data(30, 30);
+    EXPECT_EQ(run_raw(*qp, raw(sgq::kOpWrite, 60, 0, D::make(sgq::kSglSegment, arr_iova, 32))), IoStatus::kSuccess);
+}
+
+TEST(Io, ACompletionDoorbellReleasingUnpostedEntriesHaltsTheQueue) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 8});
+    EXPECT_EQ(run_one(*qp, {Opcode::kNop, 0, {}}), IoStatus::kSuccess);
+    // One entry was posted and released (head 1); releasing up to 5 is a lie.
+    ASSERT_TRUE(card.device->write32(sgq::kRegisterBar, sgq::cq_head_doorbell(0, 0), 5));
+    ASSERT_TRUE(test::eventually([&] {
+        return (*card.device->read32(sgq::kRegisterBar, sgq::queue_register(0, sgq::kQRegStatus)) &
+                sgq::kQStatusError) != 0;
+    }));
+    EXPECT_TRUE(*card.device->read32(sgq::kRegisterBar, sgq::kRegErrStatus) & sgq::kErrDoorbell);
+    ASSERT_TRUE(qp->close());
+    // Disabling clears the halt; a new queue pair on the same id works.
+    auto again = card.queue_pair({.depth = 8});
+    EXPECT_EQ(run_one(*again, {Opcode::kNop, 0, {}}), IoStatus::kSuccess);
+}
+
 TEST(Io, InterruptModeWaitsAndTheEventfdWorksInAnEventLoop) {
     Card card;
     auto qp = card.queue_pair({.depth = 64, .interrupts = true});

@@ -35,6 +35,11 @@ check "vfioq-regs refuses an unknown register" bash -c "! '$tools/vfioq-regs' mo
 check "vfioq-regs refuses an unknown address" bash -c "! '$tools/vfioq-regs' card0 read ID 2>'$tmp/err' && grep -q 'unknown device address' '$tmp/err'"
 check "vfioq-regs names the missing socket" bash -c "! '$tools/vfioq-regs' vfio-user:$tmp/none.sock read ID 2>'$tmp/err' && grep -q 'none.sock' '$tmp/err'"
 
+# The data-integrity pass: every depth up to 4096 on two queue pairs, polled and by interrupts.
+check "vfioq-selftest passes at depths 1 to 4096 on the model" "$tools/vfioq-selftest" --depths 1,64,4096
+check "vfioq-selftest passes with interrupts" "$tools/vfioq-selftest" --interrupts --depths 1,256 --queue-pairs 3
+check "vfioq-selftest refuses a bad option" bash -c "! '$tools/vfioq-selftest' --depths 0 2>'$tmp/err' && grep -q 'depth 0' '$tmp/err'"
+
 # A separate device process, reached by socket.
 sock=$tmp/card.sock
 "$tools/vfioq-devsim" --socket "$sock" --log-level error &
@@ -47,9 +52,23 @@ check "vfioq-regs writes a queue register" "$tools/vfioq-regs" "vfio-user:$sock"
 check "vfioq-regs reads it back" bash -c "'$tools/vfioq-regs' vfio-user:$sock read Q3.SQ_SIZE | grep -qx 'Q3.SQ_SIZE = 0x1f'"
 check "vfioq-regs rings a doorbell through the mapped page" "$tools/vfioq-regs" "vfio-user:$sock" write SQ2_TAIL 5
 check "the doorbell holds its value" bash -c "'$tools/vfioq-regs' vfio-user:$sock read bar0 0x2010 | grep -qx 'bar0+0x2010 = 0x00000005'"
+check "vfioq-selftest over vfio-user to another process" "$tools/vfioq-selftest" "vfio-user:$sock" --depths 1,512 --quiet
 kill -TERM "$devsim_pid"; wait "$devsim_pid"; status=$?; devsim_pid=
 check "vfioq-devsim exits cleanly on SIGTERM" test "$status" -eq 0
 check "vfioq-devsim removes its socket" test ! -e "$sock"
+
+# A card that corrupts data: the self-test must fail and name what it found.
+"$tools/vfioq-devsim" --socket "$sock" --log-level error --corrupt-reads-every 7 --out-of-order --workers 2 &
+devsim_pid=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+set +e
+"$tools/vfioq-selftest" "vfio-user:$sock" --depths 16 --queue-pairs 1 --quiet >"$tmp/bad" 2>&1
+status=$?
+set -e
+check "vfioq-selftest exits 1 on corrupted data" test "$status" -eq 1
+check "vfioq-selftest names CID, card address, expected and actual bytes" \
+    grep -Eq "read CID [0-9]+ of card address .* bytes differ; the first at card address 0x[0-9a-f]+: expected [0-9a-f]+ actual [0-9a-f]+" "$tmp/bad"
+kill -TERM "$devsim_pid"; wait "$devsim_pid"; devsim_pid=
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
