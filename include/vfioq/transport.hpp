@@ -99,7 +99,7 @@ struct IovaRange {
 };
 
 struct DmaLimits {
-    std::vector<IovaRange> iova_ranges;
+    std::vector<IovaRange> iova_ranges;  // empty: not reported (DMA takes the low 48 bits)
     uint64_t page_sizes = 4096;  // a bit per supported page size
     uint64_t max_mappings = 65535;
     // Mappings pin host pages and count against RLIMIT_MEMLOCK (kernel VFIO);

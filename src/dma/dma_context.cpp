@@ -54,9 +54,15 @@ public:
         : transport_(&transport),
           name_(std::move(name)),
           options_(options),
-          iova_(transport.dma_limits().iova_ranges),
+          iova_(usable_ranges(transport.dma_limits())),
           cache_(*this, budget(transport.dma_limits(), options),
                  static_cast<uint64_t>(::sysconf(_SC_PAGESIZE))) {}
+
+    // A transport that reports no ranges (an old kernel) gets the 48 bits every IOMMU translates.
+    static std::vector<IovaRange> usable_ranges(const DmaLimits& limits) {
+        if (!limits.iova_ranges.empty()) return limits.iova_ranges;
+        return {IovaRange{0, (uint64_t{1} << 48) - 1}};
+    }
 
     static dma::RegistrationCache::Budget budget(const DmaLimits& limits, const DmaOptions& o) {
         dma::RegistrationCache::Budget b;

@@ -97,7 +97,7 @@ TEST(CidPool, AcquireReleaseAndOutstanding) {
 }
 
 TEST(QueueEngine, EmptyAndFullBoundaries) {
-    for (uint32_t n : {2u, 3u, 4u, 17u, 4097u}) {
+    for (uint32_t n : {2u, 3u, 4u, 17u, 4097u, 65536u}) {
         FakeDevice d(n, n, n - 1);
         QueueEngine& e = d.engine;
         EXPECT_EQ(e.poll(100, [](uint16_t, const CqEntry&) { FAIL() << "nothing was posted"; }), 0u);

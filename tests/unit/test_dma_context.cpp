@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: MIT
+// DmaContext over a transport played by the test: buffers, registration,
+// translation, lifetimes, RLIMIT_MEMLOCK and MADV_DONTFORK.
+#include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "vfioq/dma.hpp"
+
+namespace vfioq {
+namespace {
+
+class FakeTransport : public Transport {
+public:
+    explicit FakeTransport(bool pins) { limits_.pins_memory = pins; }
+    const std::string& name() const override { return name_; }
+    const DeviceInfo& device_info() const override { return info_; }
+    Result<RegionInfo> region_info(uint32_t) override { return make_error(ENOTSUP, "none"); }
+    Result<IrqInfo> irq_info(uint32_t) override { return make_error(ENOTSUP, "none"); }
+    Result<void> region_read(uint32_t, uint64_t, std::span<std::byte>) override { return make_error(ENOTSUP, "none"); }
+    Result<void> region_write(uint32_t, uint64_t, std::span<const std::byte>) override {
+        return make_error(ENOTSUP, "none");
+    }
+    Result<RegionMapping> map_region(uint32_t, const MmapArea&) override { return make_error(ENOTSUP, "none"); }
+    Result<void> set_irq_eventfds(uint32_t, uint32_t, std::span<const int>) override { return {}; }
+    Result<void> disable_irqs(uint32_t) override { return {}; }
+    const DmaLimits& dma_limits() const override { return limits_; }
+    Result<void> dma_map(const DmaMapping& m) override {
+        if (mapped.count(m.iova)) return make_error(EEXIST, "overlap");
+        mapped[m.iova] = m;
+        return {};
+    }
+    Result<void> dma_unmap(uint64_t iova, uint64_t size) override {
+        auto it = mapped.find(iova);
+        if (it == mapped.end() || it->second.size != size) return make_error(ENOENT, "not mapped");
+        mapped.erase(it);
+        ++unmaps;
+        return {};
+    }
+    Result<void> reset() override { return {}; }
+
+    std::map<uint64_t, DmaMapping> mapped;
+    int unmaps = 0;
+
+private:
+    std::string name_ = "fake-card";
+    DeviceInfo info_;
+    DmaLimits limits_;
+};
+
+TEST(DmaContext, BuffersAreFdBackedMappedAndTranslated) {
+    FakeTransport t(false);
+    DmaContext ctx(t, "fake-card");
+    auto b = ctx.allocate(10000);
+    ASSERT_TRUE(b) << b.error().message;
+    EXPECT_EQ(b->size(), 10000u);
+    EXPECT_GE(b->fd(), 0);
+    ASSERT_EQ(t.mapped.size(), 1u);
+    const DmaMapping& m = t.mapped.begin()->second;
+    EXPECT_EQ(m.iova, b->iova());
+    EXPECT_EQ(m.fd, b->fd());
+    EXPECT_EQ(m.size % 4096, 0u);
+    EXPECT_EQ(*ctx.translate(b->data() + 100, 50), b->iova() + 100);
+    EXPECT_EQ(ctx.translate(b->data() + 9000, 8000).error().code, EFAULT) << "runs past the buffer's pages";
+    b->data()[9999] = std::byte{1};  // writable
+    const uint64_t iova = b->iova();
+    DmaBuffer moved = std::move(*b);
+    EXPECT_EQ(moved.iova(), iova);
+    moved = DmaBuffer{};
+    EXPECT_TRUE(t.mapped.empty());
+    EXPECT_EQ(ctx.stats().buffers, 0u);
+    // The freed IOVA space is reused.
+    auto again = ctx.allocate(4096);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->iova(), iova);
+}
+
+TEST(DmaContext, RegistrationTranslatesOnlyWhileHeld) {
+    FakeTransport t(false);
+    DmaContext ctx(t, "fake-card");
+    std::vector<std::byte> mem(20000);
+    auto r = ctx.register_memory(mem.data() + 10, 5000);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*ctx.translate(mem.data() + 20, 100), r->iova_of(mem.data() + 20));
+    EXPECT_EQ(r->segment(mem.data() + 10, 7).iova, r->iova_of(mem.data() + 10));
+    auto null = ctx.translate(nullptr, 10);
+    ASSERT_FALSE(null);
+    EXPECT_NE(null.error().message.find("fake-card"), std::string::npos);
+    EXPECT_EQ(ctx.register_memory(nullptr, 100).error().code, EINVAL);
+    EXPECT_EQ(ctx.register_memory(mem.data(), 0).error().code, EINVAL);
+    *r = Registration{};
+    EXPECT_EQ(ctx.translate(mem.data() + 20, 100).error().code, EFAULT);
+    EXPECT_EQ(t.mapped.size(), 1u) << "cached for the next registration";
+    ASSERT_TRUE(ctx.unregister(mem.data() + 10, 5000));
+    EXPECT_TRUE(t.mapped.empty());
+}
+
+TEST(DmaContext, BuffersAndRegistrationsMayOutliveTheDevice) {
+    auto t = std::make_unique<FakeTransport>(false);
+    auto ctx = std::make_unique<DmaContext>(*t, "fake-card");
+    auto b = ctx->allocate(4096);
+    std::vector<std::byte> mem(4096);
+    auto r = ctx->register_memory(mem.data(), mem.size());
+    ASSERT_TRUE(b && r);
+    ctx.reset();  // the device closes; its mappings go with it
+    const int unmaps = t->unmaps;
+    t.reset();
+    b->data()[0] = std::byte{7};  // the memory is still ours
+    *b = DmaBuffer{};
+    *r = Registration{};
+    SUCCEED() << unmaps;
+}
+
+// Drops CAP_IPC_LOCK from this process's effective set.
+bool drop_ipc_lock() {
+    __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct d[2]{};
+    if (syscall(SYS_capget, &h, d) != 0) return false;
+    d[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+    return syscall(SYS_capset, &h, d) == 0;
+}
+
+TEST(DmaContext, MemlockLimitIsCheckedUpFrontWithARemedy) {
+    EXPECT_TRUE(memlock_problem(0, 1 << 20, RLIM_INFINITY, false).empty());
+    EXPECT_TRUE(memlock_problem(1 << 20, 1 << 20, 1 << 20, true).empty());
+    const auto msg = memlock_problem(1 << 20, 1 << 20, 1 << 20, false);
+    EXPECT_NE(msg.find("RLIMIT_MEMLOCK"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("ulimit -l 2048"), std::string::npos) << msg;
+    // In a child without CAP_IPC_LOCK and with a small limit, a pinning transport refuses the buffer.
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        rlimit rl{64 * 1024, RLIM_INFINITY};
+        getrlimit(RLIMIT_MEMLOCK, &rl);
+        rl.rlim_cur = 64 * 1024;
+        if (!drop_ipc_lock() || setrlimit(RLIMIT_MEMLOCK, &rl) != 0) _exit(3);
+        FakeTransport t(true);
+        DmaContext ctx(t, "fake-card");
+        auto small = ctx.allocate(16 * 1024);
+        auto big = ctx.allocate(1 << 20);
+        const bool ok = small && !big && big.error().code == ENOMEM &&
+                        big.error().message.find("RLIMIT_MEMLOCK") != std::string::npos && t.mapped.size() == 1;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "cannot drop CAP_IPC_LOCK here";
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(DmaContext, PinnedMemoryIsNotInheritedByAChild) {
+    FakeTransport t(true);
+    DmaContext ctx(t, "fake-card");
+    auto b = ctx.allocate(4096);
+    void* plain = ::mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    auto r = ctx.register_memory(plain, 8192);
+    ASSERT_TRUE(b && r);
+    for (void* p : {static_cast<void*>(b->data()), plain}) {
+        const pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            *static_cast<volatile char*>(p) = 1;  // MADV_DONTFORK: not mapped in the child
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV) << "the child could touch DMA memory";
+    }
+    *r = Registration{};
+    ctx.flush();
+    ::munmap(plain, 8192);
+}
+
+}  // namespace
+}  // namespace vfioq
