@@ -180,21 +180,27 @@ public:
             return;
         }
         for (auto& s : slots_) start_job(s);
+        auto last_progress = Clock::now();
         while (active_ > 0) {
             flush_pending();
+            uint32_t n = 0;
             if (o_.interrupts) {
-                auto n = qp_.wait(std::chrono::milliseconds(5000));
-                if (!n) {
-                    verdict_.fail(n.error().message);
+                auto r = qp_.wait(std::chrono::milliseconds(1000));
+                if (!r) {
+                    verdict_.fail(r.error().message);
                     return;
                 }
-                if (*n == 0 && pending_.empty() && ++idle_waits_ > 2) {
-                    verdict_.fail(fmt::format("queue pair {}: no completion for 15 s with {} commands outstanding",
-                                              qp_.id(), qp_.outstanding()));
-                    return;
-                }
+                n = *r;
             } else {
-                qp_.poll();
+                n = qp_.poll();
+            }
+            const auto now = Clock::now();
+            if (n > 0) {
+                last_progress = now;
+            } else if (now - last_progress > kStallLimit) {
+                verdict_.fail(fmt::format("queue pair {}: no completion for {} s with {} commands outstanding",
+                                          qp_.id(), kStallLimit.count(), qp_.outstanding()));
+                return;
             }
         }
     }
@@ -319,7 +325,7 @@ private:
     uint64_t next_sequence_ = 1;
     uint64_t verified_ = 0;
     uint64_t commands_ = 0;
-    int idle_waits_ = 0;
+    static constexpr std::chrono::seconds kStallLimit{15};
 };
 
 template <typename T>
