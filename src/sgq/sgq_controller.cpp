@@ -232,6 +232,15 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
         }
         return e.with_context(fmt::format("{}: queue {}", name(), qid));
     };
+    // A queue left enabled (by a crashed program, or a disable the card never finished) ignores
+    // new base and size registers: disable it first, or say why it cannot be used.
+    auto status = reg32(queue_register(qid, kQRegStatus), "Q_STATUS");
+    if (!status) return fail(status.error());
+    if (*status & kQStatusEnabled) {
+        if (auto r = disable_queue(qid, {}); !r)
+            return fail(r.error().with_context("the queue is still enabled on the card and does not disable; reset "
+                                               "the controller"));
+    }
     auto write64 = [&](uint64_t reg, uint64_t v) { return device_.write64(kRegisterBar, queue_register(qid, reg), v); };
     auto write32 = [&](uint64_t reg, uint32_t v) { return device_.write32(kRegisterBar, queue_register(qid, reg), v); };
     for (auto r : {write64(kQRegSqBase, res.sq.iova()), write64(kQRegCqBase, res.cq.iova()),

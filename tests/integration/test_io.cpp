@@ -433,6 +433,11 @@ TEST(Io, BadRequestsGetClearErrorsAndLoseNothing) {
     ASSERT_FALSE(h);
     EXPECT_EQ(h.error().code, EFAULT);
     EXPECT_NE(h.error().message.find("register it first"), std::string::npos) << h.error().message;
+    const HostSegment null_segment{nullptr, 64};
+    auto n = qp->submit_host(Opcode::kRead, 0, {&null_segment, 1}, Tally::callback, key(8));
+    ASSERT_FALSE(n);
+    EXPECT_EQ(n.error().code, EFAULT);
+    EXPECT_NE(n.error().message.find("segment 0"), std::string::npos) << n.error().message;
     // Full.
     for (int i = 0; i < 3; ++i) ASSERT_TRUE(qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(200 + i)}));
     auto full = qp->submit({Opcode::kNop, 0, {}, Tally::callback, key(300)});
@@ -554,6 +559,21 @@ TEST(Io, ShutdownClosesOpenQueuePairsAndAControllerLeftRunningIsReset) {
     auto qp2 = (*again)->create_queue_pair({});
     ASSERT_TRUE(qp2);
     EXPECT_EQ(run_one(**qp2, {Opcode::kNop, 0, {}}), IoStatus::kSuccess);
+}
+
+TEST(Io, AQueueLeftEnabledOnTheCardIsDisabledBeforeItsIdIsReused) {
+    Card card;
+    auto buf = card.buffer(1 << 16);
+    // Queue 0 enabled behind the library's back, pointing at memory the library knows nothing of.
+    for (auto [reg, v] : {std::pair{sgq::kQRegSqBase, buf.iova()}, std::pair{sgq::kQRegCqBase, buf.iova() + 0x8000}})
+        ASSERT_TRUE(card.device->write64(sgq::kRegisterBar, sgq::queue_register(0, reg), v));
+    ASSERT_TRUE(card.device->write32(sgq::kRegisterBar, sgq::queue_register(0, sgq::kQRegSqSize), 15));
+    ASSERT_TRUE(card.device->write32(sgq::kRegisterBar, sgq::queue_register(0, sgq::kQRegCqSize), 15));
+    ASSERT_TRUE(card.device->write32(sgq::kRegisterBar, sgq::queue_register(0, sgq::kQRegCtrl), sgq::kQCtrlEnable));
+    auto qp = card.queue_pair({.depth = 8});
+    ASSERT_EQ(qp->id(), 0u);
+    EXPECT_NE(*card.device->read64(sgq::kRegisterBar, sgq::queue_register(0, sgq::kQRegSqBase)), buf.iova());
+    EXPECT_EQ(run_one(*qp, {Opcode::kNop, 0, {}}), IoStatus::kSuccess);
 }
 
 TEST(Io, BringUpRefusesSomethingThatIsNotAnSgqCard) {
