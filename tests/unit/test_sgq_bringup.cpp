@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+// SGQ bring-up (spec section 5) against a register file played by the test:
+// a card that is not an SGQ card, a newer interface, one that never gets
+// ready or reports a fatal status, and one that is gone.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <map>
+
+#include "vfioq/controller.hpp"
+#include "vfioq/device.hpp"
+#include "vfioq/sgq_registers.hpp"
+
+namespace vfioq {
+namespace {
+
+using namespace sgq;
+
+class RegisterFile : public Transport {
+public:
+    RegisterFile() {
+        info_.is_pci = true;
+        info_.num_regions = 9;
+        info_.num_irqs = 5;
+        regs[kRegId] = kIdValue;
+        regs[kRegVersion] = kVersionValue;
+        regs[kRegCap] = 0x0000FFFF | 15u << 16 | 1u << 24;  // MQES 0xffff, NQP 15, TO 1 (100 ms)
+        regs[kRegCap + 4] = 24u << 8 | 1024u << 16;          // MAX_XFER 24, MAX_SGE 1024
+        regs[kRegDevmemSize] = 1 << 20;
+        on_ctrl = [this](uint32_t v) {
+            regs[kRegStatus] = ((v & kCtrlEn) ? kStatusRdy : 0) |
+                               ((v & kCtrlShnMask) == kCtrlShnNormal ? kShstComplete << kStatusShstShift : 0);
+        };
+    }
+    const std::string& name() const override { return name_; }
+    const DeviceInfo& device_info() const override { return info_; }
+    Result<RegionInfo> region_info(uint32_t index) override {
+        RegionInfo r;
+        r.index = index;
+        r.size = index == kRegisterBar ? kBar0Size : 0;
+        r.readable = r.writable = r.size != 0;
+        return r;
+    }
+    Result<IrqInfo> irq_info(uint32_t index) override {
+        IrqInfo i;
+        i.index = index;
+        i.count = index == static_cast<uint32_t>(PciIrq::kMsix) ? 16 : 0;
+        i.eventfd = true;
+        return i;
+    }
+    Result<void> region_read(uint32_t index, uint64_t offset, std::span<std::byte> data) override {
+        if (gone) {
+            std::memset(data.data(), 0xFF, data.size());
+            return {};
+        }
+        if (index != kRegisterBar) {
+            std::memset(data.data(), 0, data.size());
+            return {};
+        }
+        for (size_t i = 0; i < data.size(); i += 4) {
+            const uint32_t v = regs[offset + i];
+            std::memcpy(data.data() + i, &v, std::min<size_t>(4, data.size() - i));
+        }
+        return {};
+    }
+    Result<void> region_write(uint32_t index, uint64_t offset, std::span<const std::byte> data) override {
+        if (index != kRegisterBar) return {};
+        for (size_t i = 0; i < data.size(); i += 4) {
+            uint32_t v;
+            std::memcpy(&v, data.data() + i, 4);
+            if (offset + i == kRegCtrl) {
+                regs[kRegCtrl] = v;
+                on_ctrl(v);
+            }
+        }
+        return {};
+    }
+    Result<RegionMapping> map_region(uint32_t, const MmapArea&) override { return make_error(ENOTSUP, "no mmap"); }
+    Result<void> set_irq_eventfds(uint32_t, uint32_t, std::span<const int>) override { return {}; }
+    Result<void> disable_irqs(uint32_t) override { return {}; }
+    const DmaLimits& dma_limits() const override { return limits_; }
+    Result<void> dma_map(const DmaMapping&) override { return {}; }
+    Result<void> dma_unmap(uint64_t, uint64_t) override { return {}; }
+    Result<void> reset() override { return {}; }
+
+    std::map<uint64_t, uint32_t> regs;
+    std::function<void(uint32_t)> on_ctrl;
+    bool gone = false;
+
+private:
+    std::string name_ = "bench-card";
+    DeviceInfo info_;
+    DmaLimits limits_;
+};
+
+Result<std::unique_ptr<Controller>> bring_up(std::function<void(RegisterFile&)> tweak) {
+    auto rf = std::make_unique<RegisterFile>();
+    tweak(*rf);
+    auto d = Device::from_transport(std::move(rf));
+    EXPECT_TRUE(d);
+    static std::vector<std::unique_ptr<Device>> keep;  // the device outlives the controller
+    keep.push_back(std::move(*d));
+    return Controller::open(*keep.back());
+}
+
+void expect_error(const Result<std::unique_ptr<Controller>>& r, int code, const char* words) {
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, code) << r.error().message;
+    EXPECT_NE(r.error().message.find("bench-card"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find(words), std::string::npos) << r.error().message;
+}
+
+TEST(SgqBringUp, AHealthyCardComesUpWithItsCapabilitiesDecoded) {
+    auto c = bring_up([](RegisterFile&) {});
+    ASSERT_TRUE(c) << c.error().message;
+    const auto& info = (*c)->info();
+    EXPECT_EQ(info.queue_pairs, 16u);
+    EXPECT_EQ(info.max_queue_entries, 65536u);
+    EXPECT_EQ(info.max_transfer, 16u << 20);
+    EXPECT_EQ(info.max_segments, 1024u);
+    EXPECT_EQ(info.devmem_size, 1u << 20);
+    EXPECT_EQ(info.ready_timeout, std::chrono::milliseconds(100));
+}
+
+TEST(SgqBringUp, SomethingElseIsRefused) {
+    expect_error(bring_up([](RegisterFile& r) { r.regs[kRegId] = 0x12345678; }), ENODEV, "not an SGQ card");
+    expect_error(bring_up([](RegisterFile& r) { r.regs[kRegVersion] = 0x00020000; }), ENOTSUP, "version 2.0");
+    expect_error(bring_up([](RegisterFile& r) { r.gone = true; }), ENODEV, "all-ones");
+}
+
+TEST(SgqBringUp, ACardThatNeverGetsReadyTimesOutNamingTheWait) {
+    expect_error(bring_up([](RegisterFile& r) { r.on_ctrl = [](uint32_t) {}; }), ETIMEDOUT, "RDY = 1 after EN = 1");
+}
+
+TEST(SgqBringUp, AFatalStatusAtEnableIsReported) {
+    expect_error(bring_up([](RegisterFile& r) { r.on_ctrl = [&r](uint32_t) { r.regs[kRegStatus] = kStatusCfs; }; }),
+                 EIO, "CFS");
+}
+
+}  // namespace
+}  // namespace vfioq
