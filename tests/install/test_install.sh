@@ -14,6 +14,15 @@ c++ -std=c++20 -Wall -Werror "$src/examples/outside_consumer.cpp" -o "$tmp/consu
     $(pkg-config --cflags --libs vfioq)
 LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/consumer" | tee "$tmp/out"
 grep -qx "SCRATCH reads back 0xc0ffee" "$tmp/out"
-test -x "$tmp/prefix/bin/vfioq-info"
+# The DMA path through the installed library and headers alone.
+c++ -std=c++20 -Wall -Werror "$src/examples/hello_dma.cpp" -o "$tmp/hello_dma" $(pkg-config --cflags --libs vfioq)
+LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/hello_dma" | tee "$tmp/out"
+grep -q "read them back: identical" "$tmp/out"
+# Every public header compiles on its own.
+for h in "$tmp"/prefix/include/vfioq/*.hpp; do
+    echo "#include <vfioq/$(basename "$h")>" | c++ -std=c++20 -Wall -Werror -fsyntax-only -x c++ - \
+        $(pkg-config --cflags vfioq)
+done
+test -x "$tmp/prefix/bin/vfioq-info" && test -x "$tmp/prefix/bin/vfioq-selftest"
 test -L "$tmp/prefix/lib/libvfioq.so" && test -e "$tmp/prefix/lib/libvfioq.so.0"
 echo "1 passed, 0 failed"

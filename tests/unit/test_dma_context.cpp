@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <map>
 
 #include "vfioq/dma.hpp"
@@ -176,6 +178,40 @@ TEST(DmaContext, PinnedMemoryIsNotInheritedByAChild) {
     *r = Registration{};
     ctx.flush();
     ::munmap(plain, 8192);
+}
+
+}  // namespace
+}  // namespace vfioq
+
+namespace vfioq {
+namespace {
+
+uint64_t free_hugepages() {
+    FILE* f = std::fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t n = 0;
+    while (std::fgets(line, sizeof(line), f))
+        if (std::sscanf(line, "HugePages_Free: %lu", &n) == 1) break;
+    std::fclose(f);
+    return n;
+}
+
+TEST(DmaContext, LargeBuffersTakeHugePagesWhenTheHostHasThem) {
+    FakeTransport t(false);
+    DmaContext ctx(t, "fake-card");
+    const bool available = free_hugepages() >= 2;
+    auto big = ctx.allocate(3u << 20);
+    ASSERT_TRUE(big) << big.error().message;
+    EXPECT_EQ(big->hugepages(), available);
+    if (available) {
+        EXPECT_EQ(big->iova() % (2u << 20), 0u) << "huge pages get huge-page aligned IOVAs";
+        EXPECT_EQ(t.mapped.begin()->second.size, 4u << 20);
+    }
+    auto small = ctx.allocate(64 * 1024);
+    ASSERT_TRUE(small);
+    EXPECT_FALSE(small->hugepages()) << "small buffers never round up to 2 MiB";
+    std::memset(big->data(), 0x5A, big->size());  // all of it is usable
 }
 
 }  // namespace
