@@ -24,8 +24,13 @@ struct SglDescriptor {
     uint8_t type;  // bits 7:4; bits 3:0 reserved
 
     [[nodiscard]] uint8_t kind() const { return type >> 4; }
-    [[nodiscard]] bool unused() const { return addr == 0 && len == 0 && type == 0 && !reserved[0] && !reserved[1] && !reserved[2]; }
-    static SglDescriptor make(uint8_t kind, uint64_t addr, uint32_t len) { return {addr, len, {0, 0, 0}, uint8_t(kind << 4)}; }
+    // "All zero when unused" (DPTR2).
+    [[nodiscard]] bool unused() const {
+        return addr == 0 && len == 0 && type == 0 && !reserved[0] && !reserved[1] && !reserved[2];
+    }
+    static SglDescriptor make(uint8_t kind, uint64_t addr, uint32_t len) {
+        return {addr, len, {0, 0, 0}, static_cast<uint8_t>(kind << 4)};
+    }
 };
 static_assert(sizeof(SglDescriptor) == 16);
 
