@@ -64,10 +64,11 @@ Result<std::unique_ptr<Device>> Device::open(std::string_view text, const OpenOp
             if (!transport) return transport.error();
             return from_transport(std::move(*transport), {}, options.dma);
         }
-        case DeviceAddress::Kind::kPci:
-            return make_error(ENOTSUP, fmt::format("{}: kernel VFIO is not supported yet; use model or "
-                                                   "vfio-user:PATH for now",
-                                                   address->target));
+        case DeviceAddress::Kind::kPci: {
+            auto transport = open_kernel_vfio(address->target, options.kernel);
+            if (!transport) return transport.error();
+            return from_transport(std::move(*transport), {}, options.dma);
+        }
     }
     return make_error(EINVAL, "unreachable device address kind");
 }

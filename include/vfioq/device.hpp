@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "vfioq/dma.hpp"
+#include "vfioq/kernel_vfio.hpp"
 #include "vfioq/result.hpp"
 #include "vfioq/transport.hpp"
 #include "vfioq/vfio_user.hpp"
@@ -31,6 +32,7 @@ struct DeviceAddress {
 
 struct OpenOptions {
     VfioUserOptions vfio_user;
+    KernelVfioOptions kernel;
     DmaOptions dma;
 };
 

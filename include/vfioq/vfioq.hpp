@@ -5,6 +5,7 @@
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/dma.hpp"
+#include "vfioq/kernel_vfio.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/pci_info.hpp"
 #include "vfioq/queue_pair.hpp"

@@ -311,10 +311,12 @@ TEST(VfioUserModelAddress, AddressesParseOrExplain) {
     ASSERT_FALSE(bad.has_value());
     EXPECT_NE(bad.error().message.find("vfio-user:PATH"), std::string::npos);
 
-    auto kernel = Device::open("0000:03:00.0");
+    // A PCI address takes kernel VFIO; a function that does not exist says so.
+    auto kernel = Device::open("00fe:1f:1f.7");
     ASSERT_FALSE(kernel.has_value());
-    EXPECT_EQ(kernel.error().code, ENOTSUP);
-    EXPECT_NE(kernel.error().message.find("not supported yet"), std::string::npos);
+    EXPECT_EQ(kernel.error().code, ENODEV);
+    EXPECT_NE(kernel.error().message.find("00fe:1f:1f.7: no such PCI function"), std::string::npos)
+        << kernel.error().message;
 
     auto missing = Device::open("vfio-user:/nonexistent/dir/sock");
     ASSERT_FALSE(missing.has_value());
