@@ -1,0 +1,55 @@
+#!/bin/sh
+# Runs inside the QEMU guest: the kernel VFIO path against QEMU's NVMe
+# controller at BDF, for one variant (intel-container, intel-iommufd,
+# virtio-container, virtio-iommufd). Ends with one line the host trusts:
+# "VFIOQ-GUEST-RESULT: PASS n" or "VFIOQ-GUEST-RESULT: FAIL n/m".
+bdf=${1:?usage: guest-tests.sh BDF VARIANT}
+variant=${2:-intel-container}
+case $variant in
+    *-iommufd) export VFIOQ_IOMMU=iommufd; backend="iommufd + cdev" ;;
+    *) export VFIOQ_IOMMU=container; backend="container/group (type1v2)" ;;
+esac
+passed=0 failed=0
+check() {  # check NAME COMMAND...
+    if "${@:2}" >/tmp/out 2>&1; then passed=$((passed + 1)); echo "ok: $1"; else
+        failed=$((failed + 1)); echo "FAIL: $1"; sed 's/^/    /' /tmp/out; fi
+}
+dev=/sys/bus/pci/devices/$bdf
+echo "guest: NVMe controller at $bdf (driver: $(basename "$(readlink "$dev/driver")" 2>/dev/null)), variant $variant"
+
+# Bound to the kernel's nvme driver: vfioq must say so and how to fix it.
+check "a device bound to another driver is named with the remedy" sh -c \
+    "! vfioq-info $bdf 2>/tmp/err; grep -q 'bound to the nvme driver, not vfio-pci; rebind it' /tmp/err"
+
+echo vfio-pci >"$dev/driver_override"
+[ -e "$dev/driver" ] && echo "$bdf" >"$dev/driver/unbind"
+echo "$bdf" >/sys/bus/pci/drivers_probe
+check "bound to vfio-pci through driver_override" sh -c "readlink $dev/driver | grep -q vfio-pci"
+
+check "vfioq-info opens it through $backend" sh -c \
+    "VFIOQ_LOG=info vfioq-info $bdf >/tmp/info 2>&1 && grep -q 'opened through $backend' /tmp/info && grep -q 'class 010802' /tmp/info"
+check "vfioq-regs reads NVMe VS (1.4) from BAR0" sh -c "vfioq-regs $bdf read bar0 0x8 32 | grep -qx 'bar0+0x8 = 0x00010400'"
+check "vfioq-regs reads a 64-bit CAP" sh -c "vfioq-regs $bdf read bar0 0x0 64 | grep -q 'bar0+0x0 = 0x'"
+dmesg -c >/dev/null
+VFIOQ_TEST_DEVICE=$bdf check "transport, DMA, MSI-X and reset in a real kernel (test-kernel-vfio)" test-kernel-vfio
+check "DMA to an unmapped IOVA was blocked by the IOMMU (kernel log)" sh -c \
+    "dmesg | tee /tmp/dmesg | grep -Eiq 'DMAR.*(fault|0x7f000000)|virtio.iommu.*fault|fault.*7f000000'"
+[ "$failed" -gt 0 ] && sed 's/^/    dmesg: /' /tmp/dmesg | tail -20
+
+# As a user without rights: the errors must say what to change.
+check "no permission on the device node is explained" sh -c \
+    "! su lab -s /bin/sh -c 'LD_LIBRARY_PATH=/lib /vfioq/vfioq-info $bdf' 2>/tmp/err; grep -q 'give the user' /tmp/err"
+
+# Given the device node but a small memlock limit: the error must say what to raise.
+group=$(basename "$(readlink "$dev/iommu_group")")
+cdev=$(ls "$dev/vfio-dev" 2>/dev/null | head -1)
+chown lab "/dev/vfio/$group" 2>/dev/null
+[ -n "$cdev" ] && chown lab "/dev/vfio/devices/$cdev" /dev/iommu
+check "a too-low memlock limit is explained" su lab -s /bin/sh -c \
+    "ulimit -l 64 && VFIOQ_TEST_DEVICE=$bdf VFIOQ_TEST_MEMLOCK=1 VFIOQ_IOMMU=$VFIOQ_IOMMU LD_LIBRARY_PATH=/lib /vfioq/test-kernel-vfio --gtest_filter='*Memlock*'"
+
+if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then
+    echo "VFIOQ-GUEST-RESULT: PASS $passed"
+else
+    echo "VFIOQ-GUEST-RESULT: FAIL $failed/$((passed + failed))"
+fi
