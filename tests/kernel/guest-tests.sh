@@ -11,8 +11,10 @@ case $variant in
 esac
 passed=0 failed=0
 check() {  # check NAME COMMAND...
-    if "${@:2}" >/tmp/out 2>&1; then passed=$((passed + 1)); echo "ok: $1"; else
-        failed=$((failed + 1)); echo "FAIL: $1"; sed 's/^/    /' /tmp/out; fi
+    name=$1
+    shift
+    if "$@" >/tmp/out 2>&1; then passed=$((passed + 1)); echo "ok: $name"; else
+        failed=$((failed + 1)); echo "FAIL: $name"; sed 's/^/    /' /tmp/out; fi
 }
 dev=/sys/bus/pci/devices/$bdf
 echo "guest: NVMe controller at $bdf (driver: $(basename "$(readlink "$dev/driver")" 2>/dev/null)), variant $variant"
@@ -27,7 +29,7 @@ echo "$bdf" >/sys/bus/pci/drivers_probe
 check "bound to vfio-pci through driver_override" sh -c "readlink $dev/driver | grep -q vfio-pci"
 
 check "vfioq-info opens it through $backend" sh -c \
-    "VFIOQ_LOG=info vfioq-info $bdf >/tmp/info 2>&1 && grep -q 'opened through $backend' /tmp/info && grep -q 'class 010802' /tmp/info"
+    "VFIOQ_LOG=info vfioq-info $bdf >/tmp/info 2>&1; cat /tmp/info; grep -q 'opened through $backend' /tmp/info && grep -q 'class 010802' /tmp/info"
 check "vfioq-regs reads NVMe VS (1.4) from BAR0" sh -c "vfioq-regs $bdf read bar0 0x8 32 | grep -qx 'bar0+0x8 = 0x00010400'"
 check "vfioq-regs reads a 64-bit CAP" sh -c "vfioq-regs $bdf read bar0 0x0 64 | grep -q 'bar0+0x0 = 0x'"
 dmesg -c >/dev/null
@@ -38,14 +40,14 @@ check "DMA to an unmapped IOVA was blocked by the IOMMU (kernel log)" sh -c \
 
 # As a user without rights: the errors must say what to change.
 check "no permission on the device node is explained" sh -c \
-    "! su lab -s /bin/sh -c 'LD_LIBRARY_PATH=/lib /vfioq/vfioq-info $bdf' 2>/tmp/err; grep -q 'give the user' /tmp/err"
+    "! su -s /bin/sh lab -c 'LD_LIBRARY_PATH=/lib /vfioq/vfioq-info $bdf' 2>/tmp/err; grep -q 'give the user' /tmp/err"
 
 # Given the device node but a small memlock limit: the error must say what to raise.
 group=$(basename "$(readlink "$dev/iommu_group")")
 cdev=$(ls "$dev/vfio-dev" 2>/dev/null | head -1)
 chown lab "/dev/vfio/$group" 2>/dev/null
 [ -n "$cdev" ] && chown lab "/dev/vfio/devices/$cdev" /dev/iommu
-check "a too-low memlock limit is explained" su lab -s /bin/sh -c \
+check "a too-low memlock limit is explained" su -s /bin/sh lab -c \
     "ulimit -l 64 && VFIOQ_TEST_DEVICE=$bdf VFIOQ_TEST_MEMLOCK=1 VFIOQ_IOMMU=$VFIOQ_IOMMU LD_LIBRARY_PATH=/lib /vfioq/test-kernel-vfio --gtest_filter='*Memlock*'"
 
 if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then

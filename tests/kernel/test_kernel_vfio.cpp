@@ -45,6 +45,9 @@ struct Nvme {
         auto d = Device::open(device_address());
         ASSERT_TRUE(d) << d.error().message;
         dev = std::move(*d);
+        // Bus mastering: vfio-pci leaves it off, and without it the controller can neither DMA nor signal MSI-X.
+        const uint64_t cmd = *dev->config_read(0x04, 16);
+        ASSERT_TRUE(dev->config_write(0x04, 16, cmd | 0x4));
         const uint64_t cap = *dev->read64(kBar, kCap);
         dstrd = static_cast<uint32_t>(cap >> 32) & 0xF;
         ASSERT_TRUE(dev->write32(kBar, kCc, 0));
