@@ -9,7 +9,8 @@
 #include <algorithm>
 #include <thread>
 
-#include "sgq_queue_pair.hpp"
+#include "io/engine_queue_pair.hpp"
+#include "sgq_codec.hpp"
 #include "vfioq/log.hpp"
 
 namespace vfioq::sgq {
@@ -189,7 +190,7 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
                                           vector_fds_.size()));
     if (o.poll_batch == 0) return refuse(EINVAL, "poll batch must be at least 1");
 
-    QueuePairResources res;
+    io::QueuePairResources res;
     res.qid = qid;
     res.depth = o.depth;
     res.sq_entries = sq_entries;
@@ -260,7 +261,8 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
                                                 res.sq.iova(), res.cq.iova(), sq_entries - 1, cq_entries - 1)));
     }
     const dma::SglLimits limits{cap_.max_sge, cap_.sge_align, cap_.max_xfer};
-    auto qp = std::make_unique<SgqQueuePair>(*this, std::move(res), limits, info_.devmem_size, dma);
+    auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<SgqCodec>(limits, info_.devmem_size),
+                                                    std::move(res), limits.max_sge, dma);
     queues_[qid] = qp.get();
     log::get(log::kDevice)->debug("{}: queue pair {} enabled: depth {}, {} SQ / {} CQ entries, {}", name(), qid,
                                   o.depth, sq_entries, cq_entries,
@@ -279,7 +281,7 @@ Result<void> SgqController::disable_queue(uint16_t qid, const std::function<void
     return {};
 }
 
-void SgqController::release_queue(uint16_t qid, SgqQueuePair* qp) {
+void SgqController::release_queue(uint16_t qid, QueuePair* qp) {
     std::lock_guard lock(mutex_);
     if (qid >= queues_.size() || queues_[qid] != qp) return;
     queues_[qid] = nullptr;
@@ -296,7 +298,7 @@ void SgqController::write_doorbell(uint64_t offset, uint32_t value) {
 }
 
 Result<void> SgqController::shutdown() {
-    std::vector<SgqQueuePair*> open;
+    std::vector<io::EngineQueuePair*> open;
     {
         std::lock_guard lock(mutex_);
         if (!running_) return {};
@@ -305,7 +307,7 @@ Result<void> SgqController::shutdown() {
     }
     for (auto* qp : open) {
         (void)qp->close();
-        qp->controller_gone();
+        qp->owner_gone();
     }
     running_ = false;
     Result<void> result;

@@ -10,12 +10,15 @@
 #include "vfioq/controller.hpp"
 #include "vfioq/sgq_registers.hpp"
 #include "engine/queue_engine.hpp"
+#include "io/queue_profile.hpp"
+
+namespace vfioq::io {
+class EngineQueuePair;
+}
 
 namespace vfioq::sgq {
 
-class SgqQueuePair;
-
-class SgqController final : public Controller, public engine::DoorbellWriter {
+class SgqController final : public Controller, public engine::DoorbellWriter, public io::QueueOwner {
 public:
     static Result<std::unique_ptr<Controller>> open(Device& device, const ControllerOptions& options);
     ~SgqController() override;
@@ -26,11 +29,11 @@ public:
     Result<void> shutdown() override;
     [[nodiscard]] int event_fd() const override { return vector_fds_.empty() ? -1 : vector_fds_[0].get(); }
 
-    [[nodiscard]] const std::string& name() const { return device_.name(); }
+    [[nodiscard]] const std::string& name() const override { return device_.name(); }
 
     // For queue pairs: Q_CTRL.ENABLE = 0 and wait for ENABLED to clear, calling drain() meanwhile.
-    Result<void> disable_queue(uint16_t qid, const std::function<void()>& drain);
-    void release_queue(uint16_t qid, SgqQueuePair* qp);
+    Result<void> disable_queue(uint16_t qid, const std::function<void()>& drain) override;
+    void release_queue(uint16_t qid, QueuePair* qp) override;
 
     // Doorbell writes through the transport where the doorbell page is not mapped.
     void write_doorbell(uint64_t offset, uint32_t value) override;
@@ -50,7 +53,7 @@ private:
     ControllerInfo info_;
     Cap cap_{};
     std::mutex mutex_;
-    std::vector<SgqQueuePair*> queues_;  // by qid; null when free
+    std::vector<io::EngineQueuePair*> queues_;  // by qid; null when free
     std::vector<UniqueFd> vector_fds_;   // MSI-X eventfds by vector
     bool running_ = false;
 };

@@ -1,95 +1,68 @@
 // SPDX-License-Identifier: MIT
-#include "sgq_queue_pair.hpp"
+#include "engine_queue_pair.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
 
-#include "sgq_controller.hpp"
 #include "vfioq/log.hpp"
-#include "vfioq/sgq_commands.hpp"
 
-namespace vfioq::sgq {
+namespace vfioq::io {
 
-SgqQueuePair::SgqQueuePair(SgqController& controller, QueuePairResources resources, const dma::SglLimits& limits,
-                           uint64_t devmem_size, DmaContext& dma)
-    : controller_(&controller),
-      name_(controller.name()),
+EngineQueuePair::EngineQueuePair(QueueOwner& owner, std::unique_ptr<CommandCodec> codec, QueuePairResources resources,
+                                 uint32_t max_segments, DmaContext& dma)
+    : owner_(&owner),
+      codec_(std::move(codec)),
+      name_(owner.name()),
       res_(std::move(resources)),
-      limits_(limits),
-      devmem_size_(devmem_size),
       dma_(dma),
       engine_(engine::RingConfig{res_.qid, res_.sq.data(), res_.sq_entries, res_.cq.data(), res_.cq_entries,
                                  res_.depth, res_.sq_doorbell, res_.cq_doorbell}),
       pool_(res_.sgl_pages.data(), res_.sgl_pages.iova(), res_.sgl_page_count),
       trackers_(res_.depth, Tracker{nullptr, nullptr, -1}),
-      scratch_(limits.max_sge) {
+      scratch_(max_segments) {
     if (res_.event_fd && ::io_uring_queue_init(4, &ring_, 0) == 0) ring_ready_ = true;
 }
 
-SgqQueuePair::~SgqQueuePair() {
+EngineQueuePair::~EngineQueuePair() {
     if (auto r = close(); !r) log::get(log::kDevice)->error("{}", r.error().message);
     if (ring_ready_) ::io_uring_queue_exit(&ring_);
 }
 
-Error SgqQueuePair::refused(int code, const std::string& why) const {
+Error EngineQueuePair::refused(int code, const std::string& why) const {
     return make_error(code, fmt::format("{}: queue pair {}: {}", name_, res_.qid, why));
 }
 
-Result<uint16_t> SgqQueuePair::enqueue(const IoRequest& req) {
+Result<uint16_t> EngineQueuePair::enqueue(const IoRequest& req) {
     if (closed_) return refused(EPIPE, "submission after close");
     if (!engine_.can_submit()) {
         ++queue_full_;
         return refused(EAGAIN, fmt::format("full ({} commands outstanding); poll and submit again",
                                            engine_.outstanding()));
     }
-    SubmissionEntry sqe{};
-    sqe.devaddr = req.devaddr;
-    dma::SglResult sgl;
-    switch (req.op) {
-        case Opcode::kNop:
-            if (!req.segments.empty()) return refused(EINVAL, "a NOP carries no segments");
-            sqe.opcode = kOpNop;
-            break;
-        case Opcode::kWrite:
-        case Opcode::kRead: {
-            sqe.opcode = req.op == Opcode::kWrite ? kOpWrite : kOpRead;
-            sgl = dma::build_sgl(req.segments, limits_, pool_, sqe.dptr1, sqe.dptr2);
-            if (sgl.error == dma::SglError::kNoPages) {
-                ++queue_full_;
-                return refused(EAGAIN, dma::describe(sgl, req.segments, limits_));
-            }
-            if (sgl.error != dma::SglError::kNone)
-                return refused(EINVAL, fmt::format("{} at card address {:#x}: {}",
-                                                   req.op == Opcode::kWrite ? "write" : "read", req.devaddr,
-                                                   dma::describe(sgl, req.segments, limits_)));
-            if (req.devaddr > devmem_size_ || sgl.total > devmem_size_ - req.devaddr) {
-                pool_.give_chain(sgl.first_page);
-                return refused(EINVAL, fmt::format("card address range [{:#x}, {:#x}) is beyond the card's {:#x} "
-                                                   "bytes of memory",
-                                                   req.devaddr, req.devaddr + sgl.total, devmem_size_));
-            }
-            sqe.length = static_cast<uint32_t>(sgl.total);
-            break;
-        }
-        default: return refused(EINVAL, "unknown opcode");
+    alignas(8) std::byte sqe[engine::kSqEntrySize] = {};
+    auto page = codec_->encode(req, sqe, pool_);
+    if (!page) {
+        if (page.error().code == EAGAIN) ++queue_full_;
+        return refused(page.error().code, page.error().message);
     }
     const int32_t cid = engine_.acquire_cid();  // can_submit() said one is free
-    sqe.cid = static_cast<uint16_t>(cid);
-    trackers_[static_cast<uint32_t>(cid)] = Tracker{req.callback, req.context, sgl.first_page};
-    std::memcpy(engine_.sq_slot(), &sqe, sizeof(sqe));
+    const auto cid16 = static_cast<uint16_t>(cid);
+    std::memcpy(sqe + 2, &cid16, sizeof(cid16));
+    trackers_[static_cast<uint32_t>(cid)] = Tracker{req.callback, req.context, *page};
+    std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
-    return sqe.cid;
+    return cid16;
 }
 
-Result<uint16_t> SgqQueuePair::submit(const IoRequest& request) {
+Result<uint16_t> EngineQueuePair::submit(const IoRequest& request) {
     auto r = enqueue(request);
     engine_.ring_sq();
     return r;
 }
 
-Result<uint16_t> SgqQueuePair::submit_host(Opcode op, uint64_t devaddr, std::span<const HostSegment> segments,
+Result<uint16_t> EngineQueuePair::submit_host(Opcode op, uint64_t devaddr, std::span<const HostSegment> segments,
                                            CompletionCallback callback, void* context) {
     if (segments.size() > scratch_.size())
         return refused(EINVAL, fmt::format("{} segments given; a command carries at most {} (CAP.MAX_SGE)",
@@ -102,28 +75,28 @@ Result<uint16_t> SgqQueuePair::submit_host(Opcode op, uint64_t devaddr, std::spa
     return submit(IoRequest{op, devaddr, std::span(scratch_).first(segments.size()), callback, context});
 }
 
-Result<uint16_t> SgqQueuePair::submit_raw(std::span<const std::byte> entry, CompletionCallback callback,
+Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, CompletionCallback callback,
                                           void* context) {
     if (closed_) return refused(EPIPE, "submission after close");
-    if (entry.size() != sizeof(SubmissionEntry))
-        return refused(EINVAL, fmt::format("a raw submission entry is {} bytes, not {}", sizeof(SubmissionEntry),
+    if (entry.size() != engine::kSqEntrySize)
+        return refused(EINVAL, fmt::format("a raw submission entry is {} bytes, not {}", engine::kSqEntrySize,
                                            entry.size()));
     if (!engine_.can_submit()) {
         ++queue_full_;
         return refused(EAGAIN, "full; poll and submit again");
     }
-    SubmissionEntry sqe;
-    std::memcpy(&sqe, entry.data(), sizeof(sqe));
-    const int32_t cid = engine_.acquire_cid();
-    sqe.cid = static_cast<uint16_t>(cid);
-    trackers_[static_cast<uint32_t>(cid)] = Tracker{callback, context, -1};
-    std::memcpy(engine_.sq_slot(), &sqe, sizeof(sqe));
+    alignas(8) std::byte sqe[engine::kSqEntrySize];
+    std::memcpy(sqe, entry.data(), sizeof(sqe));
+    const auto cid = static_cast<uint16_t>(engine_.acquire_cid());
+    std::memcpy(sqe + 2, &cid, sizeof(cid));
+    trackers_[cid] = Tracker{callback, context, -1};
+    std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     engine_.ring_sq();
-    return sqe.cid;
+    return cid;
 }
 
-Result<uint32_t> SgqQueuePair::submit_batch(std::span<const IoRequest> requests) {
+Result<uint32_t> EngineQueuePair::submit_batch(std::span<const IoRequest> requests) {
     uint32_t n = 0;
     for (const auto& req : requests) {
         auto r = enqueue(req);
@@ -138,28 +111,26 @@ Result<uint32_t> SgqQueuePair::submit_batch(std::span<const IoRequest> requests)
     return n;
 }
 
-void SgqQueuePair::complete(uint16_t cid, const engine::CqEntry& e) {
+void EngineQueuePair::complete(uint16_t cid, const engine::CqEntry& e) {
     const Tracker t = trackers_[cid];
     pool_.give_chain(t.sgl_page);
     const uint16_t raw = e.status();
-    const IoStatus status = raw <= static_cast<uint16_t>(Status::kInternal) ? static_cast<IoStatus>(raw)
-                                                                             : IoStatus::kUnknownDeviceStatus;
-    if (t.callback) t.callback(Completion{status, raw, res_.qid, cid, e.dw0, t.context});
+    if (t.callback) t.callback(Completion{codec_->decode(raw), raw, res_.qid, cid, e.dw0, t.context});
 }
 
-void SgqQueuePair::cancel(uint16_t cid) {
+void EngineQueuePair::cancel(uint16_t cid) {
     const Tracker t = trackers_[cid];
     pool_.give_chain(t.sgl_page);
     if (t.callback) t.callback(Completion{IoStatus::kCancelled, 0, res_.qid, cid, 0, t.context});
 }
 
-uint32_t SgqQueuePair::poll(uint32_t max) {
+uint32_t EngineQueuePair::poll(uint32_t max) {
     if (closed_ && engine_.outstanding() == 0) return 0;
     return engine_.poll(max ? max : res_.poll_batch,
                         [this](uint16_t cid, const engine::CqEntry& e) { complete(cid, e); });
 }
 
-Result<uint32_t> SgqQueuePair::wait(std::chrono::milliseconds timeout, uint32_t max) {
+Result<uint32_t> EngineQueuePair::wait(std::chrono::milliseconds timeout, uint32_t max) {
     if (!res_.event_fd) return refused(ENOTSUP, "wait() needs interrupt mode (QueuePairOptions::interrupts)");
     if (!ring_ready_) return refused(ENOSYS, "io_uring is not available to wait on the interrupt eventfd");
     if (uint32_t n = poll(max)) return n;
@@ -188,13 +159,13 @@ Result<uint32_t> SgqQueuePair::wait(std::chrono::milliseconds timeout, uint32_t 
     return poll(max);
 }
 
-Result<void> SgqQueuePair::close() {
+Result<void> EngineQueuePair::close() {
     if (closed_) return {};
     closed_ = true;
     Result<void> result;
-    if (controller_) {
-        // The card completes what it fetched (normally or ABORTED) before it clears ENABLED.
-        result = controller_->disable_queue(res_.qid, [this] { poll(0); });
+    if (owner_) {
+        // The device completes what it fetched (normally or aborted) while it takes the queue down.
+        result = owner_->disable_queue(res_.qid, [this] { poll(0); });
     }
     while (engine_.outstanding() != 0 && poll(0) != 0) {
     }
@@ -203,8 +174,8 @@ Result<void> SgqQueuePair::close() {
                                      "reported as CANCELLED",
                                      name_, res_.qid, engine_.outstanding());
     engine_.reclaim_all([this](uint16_t cid) { cancel(cid); });
-    if (controller_) controller_->release_queue(res_.qid, this);
-    controller_ = nullptr;
+    if (owner_) owner_->release_queue(res_.qid, this);
+    owner_ = nullptr;
     // The card no longer touches the rings: unmap them now rather than at destruction.
     res_.sq = DmaBuffer{};
     res_.cq = DmaBuffer{};
@@ -212,7 +183,7 @@ Result<void> SgqQueuePair::close() {
     return result;
 }
 
-QueuePairStats SgqQueuePair::stats() const {
+QueuePairStats EngineQueuePair::stats() const {
     const auto& c = engine_.counters();
     QueuePairStats s;
     s.submitted = c.submitted;
@@ -227,4 +198,4 @@ QueuePairStats SgqQueuePair::stats() const {
     return s;
 }
 
-}  // namespace vfioq::sgq
+}  // namespace vfioq::io

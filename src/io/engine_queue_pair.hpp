@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// A queue pair of the SGQ card: the queue engine with SGQ submission entries,
-// the SGL builder, per-CID trackers, and interrupt waits through io_uring.
+// A queue pair over the queue engine, for any device profile: per-CID
+// trackers with callbacks, descriptor pages, interrupt waits through io_uring,
+// closing that reports every command. The profile encodes and decodes.
 #pragma once
 
 #include <liburing.h>
@@ -10,13 +11,12 @@
 
 #include "dma/sgl_builder.hpp"
 #include "engine/queue_engine.hpp"
+#include "queue_profile.hpp"
 #include "vfioq/dma.hpp"
 #include "vfioq/queue_pair.hpp"
 #include "vfioq/unique_fd.hpp"
 
-namespace vfioq::sgq {
-
-class SgqController;
+namespace vfioq::io {
 
 struct QueuePairResources {
     uint16_t qid = 0;
@@ -28,11 +28,11 @@ struct QueuePairResources {
     int vector = -1;
 };
 
-class SgqQueuePair final : public QueuePair {
+class EngineQueuePair final : public QueuePair {
 public:
-    SgqQueuePair(SgqController& controller, QueuePairResources resources, const dma::SglLimits& limits,
-                 uint64_t devmem_size, DmaContext& dma);
-    ~SgqQueuePair() override;
+    EngineQueuePair(QueueOwner& owner, std::unique_ptr<CommandCodec> codec, QueuePairResources resources,
+                    uint32_t max_segments, DmaContext& dma);
+    ~EngineQueuePair() override;
 
     [[nodiscard]] uint16_t id() const override { return res_.qid; }
     [[nodiscard]] uint32_t capacity() const override { return engine_.capacity(); }
@@ -50,8 +50,8 @@ public:
     [[nodiscard]] bool closed() const override { return closed_; }
     [[nodiscard]] QueuePairStats stats() const override;
 
-    // The controller is going away first.
-    void controller_gone() { controller_ = nullptr; }
+    // The owner is going away first.
+    void owner_gone() { owner_ = nullptr; }
 
 private:
     struct Tracker {
@@ -66,11 +66,10 @@ private:
     void cancel(uint16_t cid);
     Error refused(int code, const std::string& why) const;
 
-    SgqController* controller_;
+    QueueOwner* owner_;
+    std::unique_ptr<CommandCodec> codec_;
     std::string name_;  // the device's
     QueuePairResources res_;
-    dma::SglLimits limits_;
-    uint64_t devmem_size_;
     DmaContext& dma_;
     engine::QueueEngine engine_;
     dma::SglPagePool pool_;
@@ -86,4 +85,4 @@ private:
     uint64_t event_count_ = 0;
 };
 
-}  // namespace vfioq::sgq
+}  // namespace vfioq::io

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+// What a device profile (the SGQ card, NVMe) gives a queue pair: how a
+// request becomes a 64-byte submission entry, what a completion status means,
+// and how the device takes the queue down. Everything else about a queue
+// pair (rings, CIDs, callbacks, interrupts, closing) is the same for all.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "dma/sgl_builder.hpp"
+#include "vfioq/queue_pair.hpp"
+#include "vfioq/result.hpp"
+
+namespace vfioq::io {
+
+// Encodes requests for one queue pair. Fast path: no allocation on success.
+class CommandCodec {
+public:
+    virtual ~CommandCodec() = default;
+    // Fills `sqe` (64 bytes, zeroed by the caller) but for the CID (bytes 2-3 in
+    // both SGQ and NVMe entries). Returns the first descriptor page taken from
+    // `pool` (-1 for none), EINVAL with the reason for a request the device's
+    // limits refuse, or EAGAIN when descriptor pages run out.
+    virtual Result<int32_t> encode(const IoRequest& request, std::byte* sqe, dma::SglPagePool& pool) = 0;
+    // The status field of a completion (bits 15:1 of its last word) as a named status.
+    [[nodiscard]] virtual IoStatus decode(uint16_t status) const = 0;
+};
+
+// The device side of a queue pair's life.
+class QueueOwner {
+public:
+    virtual ~QueueOwner() = default;
+    [[nodiscard]] virtual const std::string& name() const = 0;
+    // Stops the queue on the device; the device completes (or aborts) what it fetched
+    // while drain() is called to reap those completions.
+    virtual Result<void> disable_queue(uint16_t qid, const std::function<void()>& drain) = 0;
+    // The queue id and its vector are free again.
+    virtual void release_queue(uint16_t qid, QueuePair* qp) = 0;
+};
+
+}  // namespace vfioq::io

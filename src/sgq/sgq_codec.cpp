@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT
+#include "sgq_codec.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "vfioq/sgq_commands.hpp"
+
+namespace vfioq::sgq {
+
+Result<int32_t> SgqCodec::encode(const IoRequest& req, std::byte* out, dma::SglPagePool& pool) {
+    SubmissionEntry sqe{};
+    sqe.devaddr = req.devaddr;
+    int32_t page = -1;
+    switch (req.op) {
+        case Opcode::kNop:
+            if (!req.segments.empty()) return make_error(EINVAL, "a NOP carries no segments");
+            sqe.opcode = kOpNop;
+            break;
+        case Opcode::kWrite:
+        case Opcode::kRead: {
+            sqe.opcode = req.op == Opcode::kWrite ? kOpWrite : kOpRead;
+            const auto sgl = dma::build_sgl(req.segments, limits_, pool, sqe.dptr1, sqe.dptr2);
+            if (sgl.error == dma::SglError::kNoPages) return make_error(EAGAIN, dma::describe(sgl, req.segments, limits_));
+            if (sgl.error != dma::SglError::kNone)
+                return make_error(EINVAL, fmt::format("{} at card address {:#x}: {}",
+                                                      req.op == Opcode::kWrite ? "write" : "read", req.devaddr,
+                                                      dma::describe(sgl, req.segments, limits_)));
+            if (req.devaddr > devmem_size_ || sgl.total > devmem_size_ - req.devaddr) {
+                pool.give_chain(sgl.first_page);
+                return make_error(EINVAL, fmt::format("card address range [{:#x}, {:#x}) is beyond the card's {:#x} "
+                                                      "bytes of memory",
+                                                      req.devaddr, req.devaddr + sgl.total, devmem_size_));
+            }
+            sqe.length = static_cast<uint32_t>(sgl.total);
+            page = sgl.first_page;
+            break;
+        }
+        default: return make_error(EINVAL, "unknown opcode");
+    }
+    std::memcpy(out, &sqe, sizeof(sqe));
+    return page;
+}
+
+IoStatus SgqCodec::decode(uint16_t raw) const {
+    return raw <= static_cast<uint16_t>(Status::kInternal) ? static_cast<IoStatus>(raw)
+                                                           : IoStatus::kUnknownDeviceStatus;
+}
+
+}  // namespace vfioq::sgq

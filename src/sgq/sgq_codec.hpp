@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: MIT
+// SGQ submission entries from I/O requests (docs/device-interface.md 3.1),
+// and the card's status codes (3.4) as named statuses.
+#pragma once
+
+#include "io/queue_profile.hpp"
+
+namespace vfioq::sgq {
+
+class SgqCodec final : public io::CommandCodec {
+public:
+    SgqCodec(const dma::SglLimits& limits, uint64_t devmem_size) : limits_(limits), devmem_size_(devmem_size) {}
+    Result<int32_t> encode(const IoRequest& request, std::byte* sqe, dma::SglPagePool& pool) override;
+    [[nodiscard]] IoStatus decode(uint16_t status) const override;
+
+private:
+    dma::SglLimits limits_;
+    uint64_t devmem_size_;
+};
+
+}  // namespace vfioq::sgq
