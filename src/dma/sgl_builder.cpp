@@ -85,15 +85,17 @@ SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limit
     SglResult r = merge(segments, limits, [](const SglDescriptor&) {});
     if (r.error != SglError::kNone) return r;
     const uint32_t n = r.descriptors;
+    const bool two_inline = limits.inline_descriptors >= 2;
     dptr2 = SglDescriptor{};
-    if (n <= 2) {
+    if (n <= limits.inline_descriptors) {
         uint32_t i = 0;
         merge(segments, limits, [&](const SglDescriptor& d) { (i++ == 0 ? dptr1 : dptr2) = d; });
         return r;
     }
-    // DPTR1 holds the first descriptor; the other n - 1 go into pages of kSglPerPage,
-    // each full page but the last giving its final slot to the link to the next.
-    const uint32_t rest = n - 1;
+    // With two inline, DPTR1 holds the first descriptor and DPTR2 points at the rest;
+    // with one, DPTR1 points at them all. They go into pages of kSglPerPage, each full
+    // page but the last giving its final slot to the link to the next.
+    const uint32_t rest = two_inline ? n - 1 : n;
     const uint32_t pages = rest <= kSglPerPage ? 1 : (rest - 1 + kSglPerPage - 2) / (kSglPerPage - 1);
     if (pool.free_pages() < pages) {
         r.error = SglError::kNoPages;
@@ -108,10 +110,11 @@ SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limit
     auto array_len = [](uint32_t remaining) {
         return (remaining <= kSglPerPage ? remaining : kSglPerPage) * uint32_t{sizeof(SglDescriptor)};
     };
-    dptr2 = SglDescriptor::make(array_kind(left), pool.page_iova(static_cast<uint32_t>(page)), array_len(left));
+    (two_inline ? dptr2 : dptr1) =
+        SglDescriptor::make(array_kind(left), pool.page_iova(static_cast<uint32_t>(page)), array_len(left));
     SglDescriptor* slot = pool.page(static_cast<uint32_t>(page));
     uint32_t used = 0;  // slots used in the current page
-    bool first = true;
+    bool first = two_inline;
     merge(segments, limits, [&](const SglDescriptor& d) {
         if (first) {
             dptr1 = d;

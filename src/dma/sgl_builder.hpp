@@ -26,6 +26,9 @@ struct SglLimits {
     uint32_t max_sge = 1024;
     uint32_t sge_align_log2 = 0;
     uint32_t max_xfer_log2 = 24;
+    // Descriptors the submission entry holds: 2 on the SGQ card (DPTR1, DPTR2),
+    // 1 in NVMe (SGL1). With 1, a list of more than one goes wholly into segment arrays.
+    uint32_t inline_descriptors = 2;
 };
 
 // Segment-array pages of one queue pair: one DMA buffer cut into pages, a free stack, and chains.
@@ -67,7 +70,7 @@ struct SglResult {
     int32_t first_page = -1;   // chain to give back when the command completes
 };
 
-// Fills dptr1/dptr2 (and pool pages) for `segments`.
+// Fills dptr1/dptr2 (and pool pages) for `segments`; with one inline descriptor, dptr2 is left unused.
 SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limits, SglPagePool& pool,
                     sgq::SglDescriptor& dptr1, sgq::SglDescriptor& dptr2);
 

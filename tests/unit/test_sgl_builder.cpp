@@ -152,7 +152,7 @@ TEST_F(SglTest, ThousandsOfRandomShapesDecodeToTheirMergedSegments) {
         const uint32_t align_log2 = static_cast<uint32_t>(rng() % 4);
         const uint64_t align = 1ull << align_log2;
         const SglLimits limits{.max_sge = 1 + static_cast<uint32_t>(rng() % 1200), .sge_align_log2 = align_log2,
-                               .max_xfer_log2 = 24};
+                               .max_xfer_log2 = 24, .inline_descriptors = 1 + static_cast<uint32_t>(iter % 2)};
         const uint32_t n = 1 + static_cast<uint32_t>(rng() % 1100);
         std::vector<DmaSegment> segs;
         uint64_t at = 0x100000 + (rng() % 64) * align;
@@ -170,6 +170,9 @@ TEST_F(SglTest, ThousandsOfRandomShapesDecodeToTheirMergedSegments) {
         }
         ASSERT_EQ(r.error, SglError::kNone) << "iteration " << iter << ": " << describe(r, segs, limits);
         ASSERT_EQ(r.descriptors, want.size());
+        if (limits.inline_descriptors == 1) {
+            ASSERT_TRUE(d2.unused()) << "NVMe has one SGL descriptor inline";
+        }
         const auto got = decode(d1, d2);
         ASSERT_EQ(got.size(), want.size()) << "iteration " << iter;
         for (size_t i = 0; i < got.size(); ++i) {
