@@ -157,6 +157,10 @@ std::string describe(const SglResult& r, std::span<const DmaSegment> segments, c
             return fmt::format("{} segments remain after merging neighbours, more than the {} a command may carry "
                                "(CAP.MAX_SGE)",
                                r.descriptors, limits.max_sge);
+        case SglError::kNotPageAligned:
+            return fmt::format("{}: with PRPs every segment but the first must start on a 4 KiB page and every "
+                               "segment but the last must end on one (the controller has no SGL support)",
+                               seg());
         case SglError::kNoPages:
             return fmt::format("the {} descriptors need segment-array pages and the queue pair's pool has too few "
                                "free now",

@@ -60,7 +60,16 @@ private:
     uint32_t free_count_ = 0;
 };
 
-enum class SglError : uint8_t { kNone, kEmpty, kZeroLength, kMisaligned, kTooManyDescriptors, kTooLong, kNoPages };
+enum class SglError : uint8_t {
+    kNone,
+    kEmpty,
+    kZeroLength,
+    kMisaligned,
+    kTooManyDescriptors,
+    kTooLong,
+    kNoPages,
+    kNotPageAligned,  // PRPs: a segment that must start or end on a page does not
+};
 
 struct SglResult {
     SglError error = SglError::kNone;
