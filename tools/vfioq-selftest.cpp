@@ -38,6 +38,8 @@ struct Options {
     uint64_t seed = 1;
     bool interrupts = false;
     bool quiet = false;
+    bool nvme_prp = false;
+    uint64_t segment_align = 0;  // 0: the device's own
 };
 
 void usage(FILE* out) {
@@ -54,6 +56,8 @@ void usage(FILE* out) {
                "  --max-segments N     most segments per command (default: the card's MAX_SGE)\n"
                "  --seed N             pattern and shape seed (default 1)\n"
                "  --interrupts         wait for MSI-X interrupts instead of polling\n"
+               "  --nvme-prp           NVMe: move data by PRPs even if the controller has SGLs\n"
+               "  --segment-align N    segment addresses and lengths multiples of N (default: the device's)\n"
                "  --quiet              print only failures and the verdict\n"
                "  --log-level LEVEL    trace, debug, info, warn, error or off, or SUBSYSTEM=LEVEL,...\n"
                "\n"
@@ -70,7 +74,7 @@ uint64_t number(std::string_view opt, const char* s) {
 Options parse(int argc, char** argv) {
     Options o;
     std::optional<std::string_view> log_level;
-    enum { kDepths = 1000, kQps, kCommands, kMaxBytes, kMaxSeg, kSeed, kInterrupts, kQuiet, kLog, kHelp };
+    enum { kDepths = 1000, kQps, kCommands, kMaxBytes, kMaxSeg, kSeed, kInterrupts, kQuiet, kLog, kHelp, kPrp, kSegAlign };
     static const option longs[] = {{"depths", required_argument, nullptr, kDepths},
                                    {"queue-pairs", required_argument, nullptr, kQps},
                                    {"commands", required_argument, nullptr, kCommands},
@@ -78,6 +82,8 @@ Options parse(int argc, char** argv) {
                                    {"max-segments", required_argument, nullptr, kMaxSeg},
                                    {"seed", required_argument, nullptr, kSeed},
                                    {"interrupts", no_argument, nullptr, kInterrupts},
+                                   {"nvme-prp", no_argument, nullptr, kPrp},
+                                   {"segment-align", required_argument, nullptr, kSegAlign},
                                    {"quiet", no_argument, nullptr, kQuiet},
                                    {"log-level", required_argument, nullptr, kLog},
                                    {"help", no_argument, nullptr, kHelp},
@@ -105,6 +111,13 @@ Options parse(int argc, char** argv) {
             case kMaxSeg: o.max_segments = static_cast<uint32_t>(number("--max-segments", optarg)); break;
             case kSeed: o.seed = number("--seed", optarg); break;
             case kInterrupts: o.interrupts = true; break;
+            case kPrp: o.nvme_prp = true; break;
+            case kSegAlign: {
+                o.segment_align = number("--segment-align", optarg);
+                if (o.segment_align == 0 || (o.segment_align & (o.segment_align - 1)))
+                    cli::fail(kTool, "--segment-align must be a power of two", 2);
+                break;
+            }
             case kQuiet: o.quiet = true; break;
             case kLog: log_level = optarg; break;
             case 'h':
@@ -151,17 +164,18 @@ public:
     Worker(QueuePair& qp, DmaBuffer& host, const Options& o, const ControllerInfo& info, uint32_t depth,
            uint64_t card_base, uint64_t card_span, uint64_t jobs, Verdict& verdict)
         : qp_(qp), o_(o), verdict_(verdict), rng_(o.seed * 0x9E3779B97F4A7C15ull ^ (qp.id() + 1) * 7919 ^ depth),
-          jobs_left_(jobs), align_(info.segment_alignment),
+          jobs_left_(jobs), align_(std::max<uint64_t>(info.segment_alignment, o.segment_align)),
+          unit_(std::max<uint64_t>(align_, info.block_size)),
           max_segments_(o.max_segments ? std::min(o.max_segments, info.max_segments) : info.max_segments) {
         const uint64_t per_slot_card = card_span / depth;
         const uint64_t per_slot_host = host.size() / depth / 2;  // a write and a read area
         slot_bytes_ = std::min({o.max_bytes, per_slot_card, per_slot_host / 2, info.max_transfer});
-        slot_bytes_ = slot_bytes_ / align_ * align_;
+        slot_bytes_ = slot_bytes_ / unit_ * unit_;
         area_ = per_slot_host / align_ * align_;
         slots_.resize(depth);
         for (uint32_t i = 0; i < depth; ++i) {
             Slot& s = slots_[i];
-            s.devaddr = card_base + uint64_t{i} * (per_slot_card / align_ * align_);
+            s.devaddr = card_base + uint64_t{i} * (per_slot_card / unit_ * unit_);
             s.write_area = host.data() + uint64_t{i} * 2 * area_;
             s.read_area = s.write_area + area_;
             s.write_iova = host.iova() + uint64_t{i} * 2 * area_;
@@ -219,8 +233,8 @@ private:
         --jobs_left_;
         ++active_;
         s.sequence = next_sequence_++;
-        const uint64_t units = slot_bytes_ / align_;
-        s.length = align_ * (1 + rng_() % units);
+        const uint64_t units = slot_bytes_ / unit_;
+        s.length = unit_ * (1 + rng_() % units);
         s.reading = false;
         selftest::make_shape(rng_, s.length, align_, max_segments_, area_, s.pieces);
         // Fill the write pieces with the pattern, card address ascending.
@@ -271,9 +285,9 @@ private:
         const char* what = s.reading ? "read" : "write";
         if (c.status != IoStatus::kSuccess || c.bytes != s.length) {
             verdict_.fail(fmt::format("queue pair {}: {} CID {} of card address [{:#x}, {:#x}) in {} segments "
-                                      "completed with {} ({} bytes moved)",
+                                      "completed with {} (device status {:#x}, {} bytes moved)",
                                       c.qid, what, c.cid, s.devaddr, s.devaddr + s.length, s.segments.size(),
-                                      io_status_name(c.status), c.bytes));
+                                      io_status_name(c.status), c.device_status, c.bytes));
             --active_;
             s.done = true;
             return;
@@ -316,7 +330,8 @@ private:
     Verdict& verdict_;
     std::mt19937_64 rng_;
     uint64_t jobs_left_;
-    uint64_t align_;
+    uint64_t align_;  // segment addresses and lengths
+    uint64_t unit_;   // card addresses and transfer lengths (blocks)
     uint32_t max_segments_;
     uint64_t slot_bytes_ = 0, area_ = 0;
     std::vector<Slot> slots_;
@@ -339,16 +354,19 @@ T setup(Result<T> r) {
 int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     auto device = setup(Device::open(o.device));
-    auto controller = setup(Controller::open(*device));
+    ControllerOptions copts;
+    copts.nvme_use_prp = o.nvme_prp;
+    auto controller = setup(Controller::open(*device, copts));
     const ControllerInfo& info = controller->info();
     const uint32_t qps = std::min(o.queue_pairs, info.queue_pairs - (o.interrupts ? 1u : 0u));
     if (!o.quiet)
-        fmt::print("vfioq-selftest on {}: {} bytes of card memory, MAX_SGE {}, MAX_XFER {} bytes, alignment {}; "
-                   "{} queue pair(s), seed {}, {}\n",
-                   device->name(), info.devmem_size, info.max_segments, info.max_transfer, info.segment_alignment,
-                   qps, o.seed, o.interrupts ? "interrupts" : "polling");
+        fmt::print("vfioq-selftest on {} ({}): {} bytes of device memory, {} segments and {} bytes per command, "
+                   "segment alignment {}, block {}; {} queue pair(s), seed {}, {}\n",
+                   device->name(), info.kind, info.devmem_size, info.max_segments, info.max_transfer,
+                   info.segment_alignment, info.block_size, qps, o.seed, o.interrupts ? "interrupts" : "polling");
     Verdict verdict;
-    const uint64_t card_span = info.devmem_size / qps;
+    const uint64_t unit = std::max<uint64_t>({info.segment_alignment, info.block_size, o.segment_align});
+    const uint64_t card_span = info.devmem_size / qps / unit * unit;
     for (uint32_t depth : o.depths) {
         if (depth + 1 > info.max_queue_entries) {
             verdict.fail(fmt::format("depth {} needs rings of {} entries; the card allows {}", depth, depth + 1,

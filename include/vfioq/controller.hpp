@@ -25,6 +25,9 @@ namespace vfioq {
 struct ControllerOptions {
     // How long EN/RDY transitions may take; 0 takes the card's CAP.TO.
     std::chrono::milliseconds ready_timeout{0};
+    // NVMe: move data by PRPs even when the controller supports SGLs. Segments
+    // must then be whole 4 KiB pages (ControllerInfo::segment_alignment says so).
+    bool nvme_use_prp = false;
 };
 
 struct QueuePairOptions {
@@ -46,20 +49,24 @@ struct QueuePairOptions {
 
 // What the card reports, decoded.
 struct ControllerInfo {
-    uint32_t version = 0;       // major << 16 | minor
+    std::string kind = "SGQ";   // the device profile: "SGQ" or "NVMe"
+    uint32_t version = 0;       // major << 16 | minor (NVMe: as the VS register)
     uint32_t queue_pairs = 0;   // NQP + 1
     uint32_t max_queue_entries = 0;  // MQES + 1
     uint64_t devmem_size = 0;
     uint64_t max_transfer = 0;  // bytes per command
     uint32_t max_segments = 0;  // DATA descriptors per command
     uint32_t segment_alignment = 1;  // bytes
+    uint32_t block_size = 1;    // card addresses and lengths are multiples of this (NVMe: the LBA size)
     std::chrono::milliseconds ready_timeout{0};
 };
 
 class Controller {
 public:
-    // Brings the card up: checks ID and VERSION, resets a controller left running,
-    // sets CTRL.EN and waits for STATUS.RDY. Errors name the device and register.
+    // Brings the device up with the profile its PCI class calls for: an NVMe
+    // controller (class 010802) gets the NVMe profile, anything else the SGQ
+    // card's (which checks ID and VERSION, resets a controller left running,
+    // sets CTRL.EN and waits for STATUS.RDY). Errors name the device and register.
     static Result<std::unique_ptr<Controller>> open(Device& device, const ControllerOptions& options = {});
     virtual ~Controller() = default;
 

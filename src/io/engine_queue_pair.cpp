@@ -20,7 +20,7 @@ EngineQueuePair::EngineQueuePair(QueueOwner& owner, std::unique_ptr<CommandCodec
       engine_(engine::RingConfig{res_.qid, res_.sq.data(), res_.sq_entries, res_.cq.data(), res_.cq_entries,
                                  res_.depth, res_.sq_doorbell, res_.cq_doorbell}),
       pool_(res_.sgl_pages.data(), res_.sgl_pages.iova(), res_.sgl_page_count),
-      trackers_(res_.depth, Tracker{nullptr, nullptr, -1}),
+      trackers_(res_.depth, Tracker{nullptr, nullptr, -1, 0}),
       scratch_(max_segments) {
     if (res_.event_fd && ::io_uring_queue_init(4, &ring_, 0) == 0) ring_ready_ = true;
 }
@@ -50,7 +50,7 @@ Result<uint16_t> EngineQueuePair::enqueue(const IoRequest& req) {
     const int32_t cid = engine_.acquire_cid();  // can_submit() said one is free
     const auto cid16 = static_cast<uint16_t>(cid);
     std::memcpy(sqe + 2, &cid16, sizeof(cid16));
-    trackers_[static_cast<uint32_t>(cid)] = Tracker{req.callback, req.context, *page};
+    trackers_[static_cast<uint32_t>(cid)] = Tracker{req.callback, req.context, *page, codec_->length(sqe)};
     std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     return cid16;
@@ -89,7 +89,7 @@ Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, C
     std::memcpy(sqe, entry.data(), sizeof(sqe));
     const auto cid = static_cast<uint16_t>(engine_.acquire_cid());
     std::memcpy(sqe + 2, &cid, sizeof(cid));
-    trackers_[cid] = Tracker{callback, context, -1};
+    trackers_[cid] = Tracker{callback, context, -1, codec_->length(sqe)};
     std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     engine_.ring_sq();
@@ -115,7 +115,9 @@ void EngineQueuePair::complete(uint16_t cid, const engine::CqEntry& e) {
     const Tracker t = trackers_[cid];
     pool_.give_chain(t.sgl_page);
     const uint16_t raw = e.status();
-    if (t.callback) t.callback(Completion{codec_->decode(raw), raw, res_.qid, cid, e.dw0, t.context});
+    const IoStatus status = codec_->decode(raw);
+    if (t.callback)
+        t.callback(Completion{status, raw, res_.qid, cid, codec_->bytes(e.dw0, status, t.length), t.context});
 }
 
 void EngineQueuePair::cancel(uint16_t cid) {

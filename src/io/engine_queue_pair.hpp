@@ -58,6 +58,7 @@ private:
         CompletionCallback callback;
         void* context;
         int32_t sgl_page;
+        uint32_t length;
     };
 
     // Builds and queues one command without ringing; `ring` says whether to ring after.

@@ -25,8 +25,13 @@ public:
     // `pool` (-1 for none), EINVAL with the reason for a request the device's
     // limits refuse, or EAGAIN when descriptor pages run out.
     virtual Result<int32_t> encode(const IoRequest& request, std::byte* sqe, dma::SglPagePool& pool) = 0;
+    // The data length of the entry `encode` wrote.
+    [[nodiscard]] virtual uint32_t length(const std::byte* sqe) const = 0;
     // The status field of a completion (bits 15:1 of its last word) as a named status.
     [[nodiscard]] virtual IoStatus decode(uint16_t status) const = 0;
+    // Bytes a completion reports moved: the SGQ card says so in DW0; NVMe does
+    // not, so a successful command moved what it asked for.
+    [[nodiscard]] virtual uint32_t bytes(uint32_t dw0, IoStatus status, uint32_t requested) const = 0;
 };
 
 // The device side of a queue pair's life.

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "vfioq/sgq_commands.hpp"
@@ -47,5 +48,13 @@ IoStatus SgqCodec::decode(uint16_t raw) const {
     return raw <= static_cast<uint16_t>(Status::kInternal) ? static_cast<IoStatus>(raw)
                                                            : IoStatus::kUnknownDeviceStatus;
 }
+
+uint32_t SgqCodec::length(const std::byte* sqe) const {
+    uint32_t len;
+    std::memcpy(&len, sqe + offsetof(SubmissionEntry, length), sizeof(len));
+    return len;
+}
+
+uint32_t SgqCodec::bytes(uint32_t dw0, IoStatus, uint32_t) const { return dw0; }
 
 }  // namespace vfioq::sgq

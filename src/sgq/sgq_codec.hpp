@@ -12,6 +12,8 @@ public:
     SgqCodec(const dma::SglLimits& limits, uint64_t devmem_size) : limits_(limits), devmem_size_(devmem_size) {}
     Result<int32_t> encode(const IoRequest& request, std::byte* sqe, dma::SglPagePool& pool) override;
     [[nodiscard]] IoStatus decode(uint16_t status) const override;
+    [[nodiscard]] uint32_t length(const std::byte* sqe) const override;
+    [[nodiscard]] uint32_t bytes(uint32_t dw0, IoStatus status, uint32_t requested) const override;
 
 private:
     dma::SglLimits limits_;

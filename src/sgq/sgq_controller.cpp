@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "io/engine_queue_pair.hpp"
+#include "nvme/nvme_controller.hpp"
 #include "sgq_codec.hpp"
 #include "vfioq/log.hpp"
 
@@ -331,6 +332,8 @@ Result<void> SgqController::shutdown() {
 namespace vfioq {
 
 Result<std::unique_ptr<Controller>> Controller::open(Device& device, const ControllerOptions& options) {
+    auto class_rev = device.config_read(0x08, 32);
+    if (class_rev && (*class_rev >> 8) == nvme::kClassCode) return nvme::NvmeController::open(device, options);
     return sgq::SgqController::open(device, options);
 }
 

@@ -38,6 +38,17 @@ check "DMA to an unmapped IOVA was blocked by the IOMMU (kernel log)" sh -c \
     "dmesg | tee /tmp/dmesg | grep -Eiq 'DMAR.*(fault|0x7f000000)|virtio.iommu.*fault|fault.*7f000000'"
 [ "$failed" -gt 0 ] && sed 's/^/    dmesg: /' /tmp/dmesg | tail -20
 
+# The NVMe profile on the same engine and API: data integrity with up to 2047 commands in flight.
+# QEMU 7.2's virtio-iommu loses single-byte DMA segments now and then (the same runs pass
+# byte for byte behind intel-iommu, and with segments of 2 bytes or more behind virtio-iommu),
+# so its variants keep segments to whole 16-bit units.
+shape=
+case $variant in virtio-*) shape="--segment-align 2" ;; esac
+check "vfioq-selftest on NVMe by SGL, depths 1 to 2047 (MQES), two queue pairs" \
+    vfioq-selftest "$bdf" --depths 1,64,2047 --queue-pairs 2 --commands 2100 --quiet $shape
+check "vfioq-selftest on NVMe with MSI-X interrupts" vfioq-selftest "$bdf" --depths 1,512 --interrupts --quiet $shape
+check "vfioq-selftest on NVMe by PRP lists" vfioq-selftest "$bdf" --nvme-prp --depths 1,256 --quiet
+
 # As a user without rights: the errors must say what to change.
 check "no permission on the device node is explained" sh -c \
     "! su -s /bin/sh lab -c 'LD_LIBRARY_PATH=/lib /vfioq/vfioq-info $bdf' 2>/tmp/err; grep -q 'give the user' /tmp/err"

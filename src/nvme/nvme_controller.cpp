@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: MIT
+#include "nvme_controller.hpp"
+
+#include <fmt/format.h>
+#include <linux/pci_regs.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <thread>
+
+#include "io/engine_queue_pair.hpp"
+#include "vfioq/log.hpp"
+
+namespace vfioq::nvme {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr uint32_t kBar = 0;
+constexpr uint32_t kAdminEntries = 32;
+constexpr uint32_t kIrqMsix = static_cast<uint32_t>(PciIrq::kMsix);
+
+template <typename T>
+T field(const std::byte* data, size_t offset) {
+    T v;
+    std::memcpy(&v, data + offset, sizeof(T));
+    return v;
+}
+
+void set_prp1(Command& c, uint64_t iova) {
+    c.dw[6] = static_cast<uint32_t>(iova);
+    c.dw[7] = static_cast<uint32_t>(iova >> 32);
+}
+
+std::string text_field(const std::byte* data, size_t offset, size_t len) {
+    std::string s(reinterpret_cast<const char*>(data) + offset, len);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+    return s;
+}
+}  // namespace
+
+Result<std::unique_ptr<Controller>> NvmeController::open(Device& device, const ControllerOptions& options) {
+    std::unique_ptr<NvmeController> c(new NvmeController(device));
+    if (auto r = c->bring_up(options); !r) return r.error();
+    return std::unique_ptr<Controller>(std::move(c));
+}
+
+NvmeController::~NvmeController() {
+    if (auto r = shutdown(); !r) log::get(log::kDevice)->error("{}", r.error().message);
+}
+
+Result<uint32_t> NvmeController::wait_csts(const std::function<bool(uint32_t)>& pred, const char* awaited) {
+    const auto deadline = Clock::now() + info_.ready_timeout;
+    for (;;) {
+        auto v = device_.read32(kBar, kRegCsts);
+        if (!v) return v.error().with_context("reading CSTS");
+        if (pred(*v)) return *v;
+        if (*v == 0xFFFFFFFFu)
+            return make_error(ENODEV, fmt::format("{}: CSTS reads all-ones waiting for {}: the controller is gone",
+                                                  name(), awaited));
+        if (Clock::now() > deadline)
+            return make_error(ETIMEDOUT, fmt::format("{}: CSTS still reads {:#x} after {} ms waiting for {}", name(),
+                                                     *v, info_.ready_timeout.count(), awaited));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
+Result<void> NvmeController::apply_vectors() {
+    std::vector<int> fds;
+    for (const auto& fd : vector_fds_) fds.push_back(fd ? fd.get() : -1);
+    if (auto r = device_.transport().set_irq_eventfds(kIrqMsix, 0, fds); !r)
+        return r.error().with_context(name() + ": assigning MSI-X eventfds");
+    return {};
+}
+
+Result<void> NvmeController::bring_up(const ControllerOptions& options) {
+    auto cap = device_.read64(kBar, kRegCap);
+    auto vs = device_.read32(kBar, kRegVs);
+    if (!cap || !vs) return (cap ? vs.error() : cap.error()).with_context(name() + ": reading CAP and VS");
+    if (*cap == ~0ull) return make_error(ENODEV, name() + ": CAP reads all-ones: the controller is gone");
+    cap_ = Cap::decode(*cap);
+    if (!cap_.nvm_command_set || cap_.mpsmin != 0)
+        return make_error(ENOTSUP, fmt::format("{}: CAP {:#x}: needs the NVM command set and 4 KiB pages", name(),
+                                               *cap));
+    info_.kind = "NVMe";
+    info_.version = *vs;
+    info_.max_queue_entries = cap_.mqes + 1;
+    info_.ready_timeout = options.ready_timeout.count() > 0
+                              ? options.ready_timeout
+                              : std::chrono::milliseconds(std::max<uint32_t>(cap_.timeout, 1) * 500);
+    if (auto cmd = device_.config_read(PCI_COMMAND, 16); cmd && !(*cmd & PCI_COMMAND_MASTER))
+        if (auto r = device_.config_write(PCI_COMMAND, 16, *cmd | PCI_COMMAND_MASTER); !r)
+            return r.error().with_context(name() + ": enabling bus mastering");
+    auto cc = device_.read32(kBar, kRegCc);
+    if (!cc) return cc.error();
+    if (*cc & kCcEnable) {
+        if (auto r = device_.write32(kBar, kRegCc, 0); !r) return r.error();
+        if (auto r = wait_csts([](uint32_t v) { return !(v & kCstsRdy); }, "RDY = 0 after CC.EN = 0"); !r)
+            return r.error();
+    }
+    // MSI-X before CC.EN: QEMU's controller, at least, never signals vectors set up later.
+    auto irq = device_.transport().irq_info(kIrqMsix);
+    const uint32_t vectors = irq ? std::min<uint32_t>(irq->count, 65) : 0;
+    vector_fds_.clear();
+    for (uint32_t v = 0; v < vectors; ++v) vector_fds_.emplace_back();
+    if (vectors > 0) {
+        vector_fds_[0].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (auto r = apply_vectors(); !r) return r.error();
+    }
+    auto& dma = device_.dma();
+    auto sq = dma.allocate(kAdminEntries * 64), cq = dma.allocate(kAdminEntries * 16), id = dma.allocate(4096);
+    if (!sq || !cq || !id) return (!sq ? sq.error() : !cq ? cq.error() : id.error()).with_context(name() + ": admin queue");
+    asq_ = std::move(*sq);
+    acq_ = std::move(*cq);
+    identify_ = std::move(*id);
+    std::memset(acq_.data(), 0, acq_.size());
+    engine::RingConfig rc;
+    rc.qid = 0;
+    rc.sq = asq_.data();
+    rc.sq_entries = kAdminEntries;
+    rc.cq = acq_.data();
+    rc.cq_entries = kAdminEntries;
+    rc.max_outstanding = kAdminEntries - 1;
+    for (auto [off, db] : {std::pair{sq_tail_doorbell(0, cap_.dstrd), &rc.sq_tail},
+                           std::pair{cq_head_doorbell(0, cap_.dstrd), &rc.cq_head}}) {
+        db->offset = off;
+        db->mapped = static_cast<volatile uint32_t*>(device_.mapped(kBar, off, 4));
+        db->fallback = this;
+    }
+    admin_ = engine::QueueEngine(rc);
+    for (auto r : {device_.write32(kBar, kRegAqa, (kAdminEntries - 1) << 16 | (kAdminEntries - 1)),
+                   device_.write64(kBar, kRegAsq, asq_.iova()), device_.write64(kBar, kRegAcq, acq_.iova()),
+                   device_.write32(kBar, kRegCc, kCcEnable | kCcIosqes | kCcIocqes)})
+        if (!r) return r.error().with_context(name() + ": programming the admin queue");
+    auto ready = wait_csts([](uint32_t v) { return (v & (kCstsRdy | kCstsCfs)) != 0; }, "RDY = 1 after CC.EN = 1");
+    if (!ready) return ready.error();
+    if (*ready & kCstsCfs) return make_error(EIO, name() + ": CSTS.CFS (controller fatal status) after enabling");
+    running_ = true;
+
+    Command c{};
+    c.dw[0] = kAdminIdentify;
+    set_prp1(c, identify_.iova());
+    c.dw[10] = 1;  // controller
+    if (auto r = admin(c, "Identify controller"); !r) return r.error();
+    const std::byte* idc = identify_.data();
+    const uint8_t mdts = field<uint8_t>(idc, 77);
+    const uint32_t sgls = field<uint32_t>(idc, 536);
+    const std::string model = text_field(idc, 24, 40), serial = text_field(idc, 4, 20);
+    c = Command{};
+    c.dw[0] = kAdminIdentify;
+    c.dw[1] = ns_.nsid;
+    set_prp1(c, identify_.iova());
+    c.dw[10] = 0;  // namespace
+    if (auto r = admin(c, "Identify namespace 1"); !r) return r.error();
+    const std::byte* idn = identify_.data();
+    ns_.blocks = field<uint64_t>(idn, 0);
+    const uint8_t format = field<uint8_t>(idn, 26) & 0xF;
+    ns_.block_size = 1u << field<uint8_t>(idn, 128 + 4 * format + 2);
+    if (ns_.blocks == 0) return make_error(ENODEV, name() + ": namespace 1 is empty or not attached");
+    ns_.max_transfer = mdts ? (uint64_t{4096} << mdts) : (uint64_t{2} << 20);
+    ns_.sgl = (sgls & 3) != 0 && !options.nvme_use_prp;
+    // SGLs: one segment array of at most 256 descriptors (one page). Longer lists would
+    // chain arrays, and QEMU 7.2's controller refuses chains of three or more
+    // (it reads each array over the descriptor that pointed to it).
+    ns_.max_segments = ns_.sgl ? dma::kSglPerPage : static_cast<uint32_t>(ns_.max_transfer / 4096 + 1);
+    c = Command{};
+    c.dw[0] = kAdminSetFeatures;
+    c.dw[10] = kFeatureNumberOfQueues;
+    const uint32_t want = std::max<uint32_t>(1, std::min<uint32_t>(64, vectors ? vectors - 1 : 64));
+    c.dw[11] = (want - 1) | (want - 1) << 16;
+    auto nq = admin(c, "Set Features (number of queues)");
+    if (!nq) return nq.error();
+    const uint32_t queues = std::min(*nq & 0xFFFF, *nq >> 16) + 1;
+    info_.queue_pairs = std::min(queues, want);
+    info_.devmem_size = ns_.blocks * ns_.block_size;
+    info_.block_size = ns_.block_size;
+    info_.max_transfer = ns_.max_transfer;
+    info_.max_segments = ns_.max_segments;
+    // PRPs need pages except at the ends of a transfer; whole pages say that simply.
+    info_.segment_alignment = ns_.sgl ? ((sgls & 3) == 2 ? 4 : 1) : 4096;
+    queues_.assign(info_.queue_pairs + 1, nullptr);
+    log::get(log::kDevice)->info("{}: NVMe {}.{} controller '{}' (serial {}) ready: namespace 1 of {} blocks of {} "
+                                 "bytes, {} I/O queues of up to {} entries, {} bytes per command, data by {}",
+                                 name(), *vs >> 16, (*vs >> 8) & 0xFF, model, serial, ns_.blocks, ns_.block_size,
+                                 info_.queue_pairs, info_.max_queue_entries, ns_.max_transfer,
+                                 ns_.sgl ? "SGL" : "PRP");
+    return {};
+}
+
+Result<uint32_t> NvmeController::admin(Command cmd, const std::string& what) {
+    std::lock_guard lock(admin_mutex_);
+    const int32_t cid = admin_.acquire_cid();
+    if (cid < 0) return make_error(EBUSY, fmt::format("{}: {}: the admin queue is full", name(), what));
+    cmd.dw[0] = (cmd.dw[0] & 0xFFFF) | static_cast<uint32_t>(cid) << 16;
+    std::memcpy(admin_.sq_slot(), &cmd, sizeof(cmd));
+    admin_.push();
+    admin_.ring_sq();
+    const auto deadline = Clock::now() + std::max(info_.ready_timeout, std::chrono::milliseconds(5000));
+    std::optional<engine::CqEntry> done;
+    while (!done) {
+        admin_.poll(8, [&](uint16_t got, const engine::CqEntry& e) {
+            if (got == cid) done = e;
+        });
+        if (done) break;
+        if (Clock::now() > deadline)
+            return make_error(ETIMEDOUT, fmt::format("{}: {} did not complete", name(), what));
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    if (done->status() != 0)
+        return make_error(EIO, fmt::format("{}: {} failed: status type {}, code {:#x} ({})", name(), what,
+                                           (done->status() >> 8) & 7, done->status() & 0xFF,
+                                           io_status_name(decode_status(done->status()))));
+    return done->dw0;
+}
+
+Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const QueuePairOptions& o) {
+    std::lock_guard lock(mutex_);
+    auto refuse = [&](int code, const std::string& why) {
+        return make_error(code, fmt::format("{}: creating a queue pair: {}", name(), why));
+    };
+    if (!running_) return refuse(EPIPE, "the controller is shut down");
+    auto slot = std::find(queues_.begin() + 1, queues_.end(), nullptr);
+    if (slot == queues_.end()) return refuse(EBUSY, fmt::format("all {} I/O queues are in use", info_.queue_pairs));
+    const auto qid = static_cast<uint16_t>(slot - queues_.begin());
+    const uint32_t max_entries = info_.max_queue_entries;
+    if (o.depth == 0 || o.depth + 1 > max_entries)
+        return refuse(EINVAL, fmt::format("depth {} is outside 1 .. {} (MQES)", o.depth, max_entries - 1));
+    const uint32_t sq_entries = o.sq_entries ? o.sq_entries : o.depth + 1;
+    const uint32_t cq_entries = o.cq_entries ? o.cq_entries : o.depth + 1;
+    if (sq_entries < o.depth + 1 || sq_entries > max_entries || cq_entries < 2 || cq_entries > max_entries)
+        return refuse(EINVAL, fmt::format("{} SQ / {} CQ entries do not fit depth {} and MQES {}", sq_entries,
+                                          cq_entries, o.depth, max_entries - 1));
+    if (o.interrupts && qid >= vector_fds_.size())
+        return refuse(ENOSPC, fmt::format("queue {} would use MSI-X vector {} of {}", qid, qid, vector_fds_.size()));
+    io::QueuePairResources res;
+    res.qid = qid;
+    res.depth = o.depth;
+    res.sq_entries = sq_entries;
+    res.cq_entries = cq_entries;
+    res.poll_batch = o.poll_batch ? o.poll_batch : 256;
+    res.sgl_page_count = o.sgl_pages ? o.sgl_pages : std::max<uint32_t>(16, o.depth / 4);
+    auto& dma = device_.dma();
+    auto sq = dma.allocate(uint64_t{sq_entries} * 64), cq = dma.allocate(uint64_t{cq_entries} * 16);
+    auto pages = dma.allocate(uint64_t{res.sgl_page_count} * dma::kSglPageSize);
+    if (!sq || !cq || !pages)
+        return (!sq ? sq.error() : !cq ? cq.error() : pages.error()).with_context(fmt::format("queue {}", qid));
+    res.sq = std::move(*sq);
+    res.cq = std::move(*cq);
+    res.sgl_pages = std::move(*pages);
+    std::memset(res.cq.data(), 0, res.cq.size());
+    for (auto [off, db] : {std::pair{sq_tail_doorbell(qid, cap_.dstrd), &res.sq_doorbell},
+                           std::pair{cq_head_doorbell(qid, cap_.dstrd), &res.cq_doorbell}}) {
+        db->offset = off;
+        db->mapped = static_cast<volatile uint32_t*>(device_.mapped(kBar, off, 4));
+        db->fallback = this;
+    }
+    const uint32_t vector = o.interrupts ? qid : 0;
+    if (o.interrupts) {
+        vector_fds_[vector].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (auto r = apply_vectors(); !r) return r.error();
+        res.event_fd.reset(::dup(vector_fds_[vector].get()));
+        res.vector = static_cast<int>(vector);
+    }
+    Command c{};
+    c.dw[0] = kAdminCreateCq;
+    set_prp1(c, res.cq.iova());
+    c.dw[10] = (cq_entries - 1) << 16 | qid;
+    c.dw[11] = vector << 16 | (o.interrupts ? 2u : 0u) | 1u;  // IV, IEN, physically contiguous
+    if (auto r = admin(c, fmt::format("Create I/O CQ {}", qid)); !r) return r.error();
+    c = Command{};
+    c.dw[0] = kAdminCreateSq;
+    set_prp1(c, res.sq.iova());
+    c.dw[10] = (sq_entries - 1) << 16 | qid;
+    c.dw[11] = uint32_t{qid} << 16 | 1u;  // its CQ, physically contiguous
+    if (auto r = admin(c, fmt::format("Create I/O SQ {}", qid)); !r) {
+        Command d{};
+        d.dw[0] = kAdminDeleteCq;
+        d.dw[10] = qid;
+        (void)admin(d, "Delete I/O CQ");
+        return r.error();
+    }
+    auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<NvmeCodec>(ns_), std::move(res),
+                                                    ns_.max_segments, dma);
+    queues_[qid] = qp.get();
+    return std::unique_ptr<QueuePair>(std::move(qp));
+}
+
+Result<void> NvmeController::disable_queue(uint16_t qid, const std::function<void()>& drain) {
+    // Deleting the SQ aborts what it holds; those completions land in the CQ, drained before it goes.
+    Command c{};
+    c.dw[0] = kAdminDeleteSq;
+    c.dw[10] = qid;
+    auto r = admin(c, fmt::format("Delete I/O SQ {}", qid));
+    if (drain) drain();
+    c.dw[0] = kAdminDeleteCq;
+    auto r2 = admin(c, fmt::format("Delete I/O CQ {}", qid));
+    if (!r) return r.error();
+    if (!r2) return r2.error();
+    return {};
+}
+
+void NvmeController::release_queue(uint16_t qid, QueuePair* qp) {
+    std::lock_guard lock(mutex_);
+    if (qid >= queues_.size() || queues_[qid] != qp) return;
+    queues_[qid] = nullptr;
+    if (qid < vector_fds_.size() && vector_fds_[qid]) {
+        vector_fds_[qid].reset();
+        if (auto r = apply_vectors(); !r) log::get(log::kDevice)->warn("{}", r.error().message);
+    }
+}
+
+void NvmeController::write_doorbell(uint64_t offset, uint32_t value) {
+    if (auto r = device_.write32(kBar, offset, value); !r)
+        log::get(log::kDevice)->error("{}: doorbell write at {:#x}: {}", name(), offset, r.error().message);
+}
+
+Result<void> NvmeController::shutdown() {
+    std::vector<io::EngineQueuePair*> open;
+    {
+        std::lock_guard lock(mutex_);
+        if (!running_) return {};
+        for (auto* qp : queues_)
+            if (qp) open.push_back(qp);
+    }
+    for (auto* qp : open) {
+        (void)qp->close();
+        qp->owner_gone();
+    }
+    running_ = false;
+    Result<void> result;
+    if (auto r = device_.write32(kBar, kRegCc, kCcEnable | kCcIosqes | kCcIocqes | kCcShnNormal); !r)
+        result = r.error();
+    else if (auto s = wait_csts([](uint32_t v) { return (v & kCstsShstMask) == kCstsShstComplete; },
+                                "shutdown complete");
+             !s)
+        result = s.error();
+    (void)device_.write32(kBar, kRegCc, 0);
+    if (!vector_fds_.empty()) (void)device_.transport().disable_irqs(kIrqMsix);
+    vector_fds_.clear();
+    return result;
+}
+
+}  // namespace vfioq::nvme
