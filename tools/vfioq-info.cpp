@@ -19,6 +19,7 @@ extern "C" {
 #include <vector>
 
 #include "cli.hpp"
+#include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/pci_info.hpp"
 #include "vfioq/sgq_registers.hpp"
@@ -155,6 +156,22 @@ T check(vfioq::Result<T> r) {
     if constexpr (!std::is_void_v<T>) return std::move(r).value();
 }
 
+// An NVMe controller: brought up through the NVMe profile, which is what vfioq's tools drive.
+void show_nvme(vfioq::Device& dev) {
+    auto ctrl = vfioq::Controller::open(dev);
+    if (!ctrl) {
+        fmt::print("\nNVMe controller: bring-up failed: {}\n", ctrl.error().message);
+        return;
+    }
+    const auto& i = (*ctrl)->info();
+    fmt::print("\nNVMe controller (version {}.{}):\n", i.version >> 16, (i.version >> 8) & 0xFF);
+    fmt::print("  namespace 1    {} blocks of {} bytes ({})\n", i.devmem_size / i.block_size, i.block_size,
+               human_size(i.devmem_size));
+    fmt::print("  I/O queues     {} of up to {} entries\n", i.queue_pairs, i.max_queue_entries);
+    fmt::print("  per command    {} (MDTS), data by {} (up to {} segments)\n", human_size(i.max_transfer),
+               i.segment_alignment == 4096 ? "PRP lists" : "SGL", i.max_segments);
+}
+
 void show_sgq_registers(vfioq::Device& dev) {
     using namespace vfioq::sgq;
     const uint32_t id = check(dev.read32(kRegisterBar, kRegId));
@@ -224,7 +241,11 @@ void show_device(std::string_view address) {
         fmt::print("  {:<6} {} vectors{}{}{}\n", vfioq::irq_name(i), irq.count, irq.eventfd ? ", eventfd" : "",
                    irq.maskable ? ", maskable" : "", irq.noresize ? ", no resize" : "");
     }
-    show_sgq_registers(*dev);
+    const uint32_t class_code = static_cast<uint32_t>(check(dev->config_read(0x08, 32)) >> 8);
+    if (class_code == 0x010802)
+        show_nvme(*dev);
+    else
+        show_sgq_registers(*dev);
 }
 
 }  // namespace

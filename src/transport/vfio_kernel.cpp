@@ -159,8 +159,17 @@ private:
             auto* r = reinterpret_cast<vfio_region_info*>(buf.data());
             r->argsz = static_cast<uint32_t>(buf.size());
             r->index = index;
-            if (::ioctl(fd(), VFIO_DEVICE_GET_REGION_INFO, r) != 0)
+            if (::ioctl(fd(), VFIO_DEVICE_GET_REGION_INFO, r) != 0) {
+                // vfio-pci refuses the index of a region the function lacks (VGA on
+                // anything but a VGA device): that is a region of size 0, not a failure.
+                if (errno == EINVAL && index < info_.num_regions) {
+                    RawRegion none;
+                    none.info.index = index;
+                    regions_[index] = none;
+                    return none;
+                }
                 return fail(errno, fmt::format("VFIO_DEVICE_GET_REGION_INFO for {}", region_name(index)));
+            }
             if (r->argsz <= buf.size()) break;
             buf.resize(r->argsz);
         }

@@ -29,7 +29,7 @@ echo "$bdf" >/sys/bus/pci/drivers_probe
 check "bound to vfio-pci through driver_override" sh -c "readlink $dev/driver | grep -q vfio-pci"
 
 check "vfioq-info opens it through $backend" sh -c \
-    "VFIOQ_LOG=info vfioq-info $bdf >/tmp/info 2>&1; cat /tmp/info; grep -q 'opened through $backend' /tmp/info && grep -q 'class 010802' /tmp/info"
+    "VFIOQ_LOG=info vfioq-info $bdf >/tmp/info 2>&1; cat /tmp/info; grep -q 'opened through $backend' /tmp/info && grep -q 'class 010802' /tmp/info && grep -q 'namespace 1 .* blocks of 512 bytes' /tmp/info"
 check "vfioq-regs reads NVMe VS (1.4) from BAR0" sh -c "vfioq-regs $bdf read bar0 0x8 32 | grep -qx 'bar0+0x8 = 0x00010400'"
 check "vfioq-regs reads a 64-bit CAP" sh -c "vfioq-regs $bdf read bar0 0x0 64 | grep -q 'bar0+0x0 = 0x'"
 dmesg -c >/dev/null
