@@ -26,6 +26,9 @@ namespace vfioq {
 namespace detail {
 class DmaState;
 }
+namespace dma {
+class BusAddressMap;
+}
 
 // A piece of memory as the device sees it.
 struct DmaSegment {
@@ -135,6 +138,19 @@ public:
     // The IOVA of [p, p + len) if it lies in a DmaBuffer or held registered memory;
     // EFAULT otherwise (memory is never registered implicitly).
     Result<uint64_t> translate(const void* p, size_t len) const;
+
+    // The address to give the device for [iova, iova + len) of a buffer or
+    // registration: the IOVA itself behind an IOMMU. In no-IOMMU mode IOVAs
+    // are handles and this is the physical address, EINVAL when the range is
+    // not physically contiguous (rings need one block: use hugepages).
+    // Segments in commands need no such call: the SGL and PRP builders
+    // translate them and split at physical discontinuities.
+    Result<uint64_t> device_address(uint64_t iova, uint64_t len) const;
+    // Whether the device sees physical addresses (kernel VFIO's no-IOMMU mode).
+    [[nodiscard]] bool physical_addresses() const;
+    // For the device profiles' fast path: the IOVA-to-physical map, or null
+    // when an IOMMU translates. Lookups take no lock.
+    [[nodiscard]] const dma::BusAddressMap* bus_map() const;
 
     [[nodiscard]] DmaStats stats() const;
 

@@ -105,6 +105,10 @@ struct DmaLimits {
     // Mappings pin host pages and count against RLIMIT_MEMLOCK (kernel VFIO);
     // a vfio-user server maps the memory itself and nothing is pinned here.
     bool pins_memory = false;
+    // No IOMMU (kernel VFIO's unsafe no-IOMMU mode): the device is given
+    // physical addresses and dma_map() is never called; the DMA layer pins
+    // memory itself and translates its IOVAs (docs/kernel-vfio.md).
+    bool physical_addresses = false;
 };
 
 class Transport {

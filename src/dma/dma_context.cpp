@@ -12,8 +12,10 @@
 #include <mutex>
 #include <optional>
 
+#include "bus_address_map.hpp"
 #include "dma_memory.hpp"
 #include "iova_allocator.hpp"
+#include "physical_pages.hpp"
 #include "registration_cache.hpp"
 #include "vfioq/dma.hpp"
 #include "vfioq/log.hpp"
@@ -54,7 +56,8 @@ public:
         : transport_(&transport),
           name_(std::move(name)),
           options_(options),
-          iova_(usable_ranges(transport.dma_limits())),
+          physical_(transport.dma_limits().physical_addresses),
+          iova_(physical_ ? std::vector<IovaRange>{dma::BusAddressMap::range()} : usable_ranges(transport.dma_limits())),
           cache_(*this, budget(transport.dma_limits(), options),
                  static_cast<uint64_t>(::sysconf(_SC_PAGESIZE))) {}
 
@@ -75,7 +78,9 @@ public:
     }
 
     Result<DmaBuffer> allocate(const std::shared_ptr<DmaState>& self, size_t size) {
-        auto mem = dma::allocate_dma_memory(size, options_.hugepages, "vfioq-dma");
+        // Without an IOMMU only a hugepage is contiguous beyond 4 KiB, and rings must be.
+        const size_t hugepages_from = !options_.hugepages ? 0 : physical_ ? 4097 : dma::kHugePageSize;
+        auto mem = dma::allocate_dma_memory(size, hugepages_from, "vfioq-dma");
         if (!mem) return mem.error().with_context(name_);
         std::lock_guard lock(mutex_);
         if (!transport_) return make_error(ENODEV, name_ + ": the device is closed");
@@ -84,9 +89,9 @@ public:
         auto iova = iova_.allocate(mem->mapped_size, align);
         if (!iova) return iova.error().with_context(fmt::format("{}: DMA buffer of {} bytes", name_, size));
         DmaMapping m{*iova, mem->mapped_size, mem->data, mem->fd.get(), 0, true, true};
-        if (auto r = transport_->dma_map(m); !r) {
+        if (auto r = map_for_device(m); !r) {
             iova_.free(*iova, mem->mapped_size);
-            return r.error().with_context(fmt::format("DMA buffer of {} bytes", size));
+            return r.error().with_context(fmt::format("{}: DMA buffer of {} bytes", name_, size));
         }
         pinned_ += pinned_cost(mem->mapped_size);
         buffers_.emplace(reinterpret_cast<uintptr_t>(mem->data), BufferSpan{mem->mapped_size, *iova});
@@ -107,7 +112,7 @@ public:
         buffers_.erase(reinterpret_cast<uintptr_t>(data));
         buffer_bytes_ -= mapped_size;
         if (!transport_) return;
-        if (auto r = transport_->dma_unmap(iova, mapped_size); !r)
+        if (auto r = unmap_for_device(iova, mapped_size); !r)
             log::get(log::kDevice)->error("{}: unmapping a DMA buffer: {}", name_, r.error().message);
         iova_.free(iova, mapped_size);
         pinned_ -= pinned_cost(mapped_size);
@@ -179,7 +184,7 @@ public:
         auto iova = iova_.allocate(size, align);
         if (!iova) return iova.error();
         DmaMapping m{*iova, size, reinterpret_cast<void*>(vaddr), -1, 0, true, true};
-        if (auto r = transport_->dma_map(m); !r) {
+        if (auto r = map_for_device(m); !r) {
             iova_.free(*iova, size);
             return r.error();
         }
@@ -191,18 +196,65 @@ public:
 
     void unmap(uint64_t iova, uint64_t size) override {
         if (!transport_) return;
-        if (auto r = transport_->dma_unmap(iova, size); !r)
+        if (auto r = unmap_for_device(iova, size); !r)
             log::get(log::kDevice)->error("{}: unmapping registered memory at IOVA {:#x}: {}", name_, iova,
                                           r.error().message);
         iova_.free(iova, size);
         pinned_ -= pinned_cost(size);
     }
 
+    // The address the device is given for [iova, iova + len): the IOVA itself
+    // behind an IOMMU; without one, the physical address, which must run
+    // contiguously (rings and queues are one block to the device).
+    Result<uint64_t> device_address(uint64_t iova, uint64_t len) const {
+        if (!physical_) return iova;
+        const auto run = bus_.translate(iova, len);
+        if (run.address == 0)
+            return make_error(EFAULT, fmt::format("IOVA {:#x} is not DMA memory of this device", iova));
+        if (run.len < len)
+            return make_error(EINVAL, fmt::format("the {} bytes at IOVA {:#x} are not physically contiguous, as "
+                                                  "no-IOMMU mode needs for a ring or queue: reserve 2 MiB hugepages "
+                                                  "(echo 64 > /proc/sys/vm/nr_hugepages)",
+                                                  len, iova));
+        return run.address;
+    }
+
+    const dma::BusAddressMap* bus_map() const { return physical_ ? &bus_ : nullptr; }
+
 private:
     struct BufferSpan {
         uint64_t size;
         uint64_t iova;
     };
+
+    // Behind an IOMMU the transport maps; without one the memory is locked
+    // here and its physical pages recorded under the IOVA.
+    Result<void> map_for_device(const DmaMapping& m) {
+        if (!physical_) return transport_->dma_map(m);
+        if (::mlock(m.vaddr, m.size) != 0)
+            return make_error(errno, fmt::format("locking {} bytes for DMA by physical address failed: {}", m.size,
+                                                 std::strerror(errno)));
+        ::madvise(m.vaddr, m.size, MADV_DONTFORK);
+        auto pages = dma::physical_pages(m.vaddr, m.size);
+        if (!pages) {
+            ::munlock(m.vaddr, m.size);
+            return pages.error();
+        }
+        if (auto r = bus_.set(m.iova, *pages); !r) {
+            ::munlock(m.vaddr, m.size);
+            return r.error();
+        }
+        return {};
+    }
+
+    // Without an IOMMU registered memory stays locked: merged registrations
+    // overlap, and mlock does not count, so an munlock could unpin pages that
+    // another mapping still gives the device. A buffer's pages go with its munmap.
+    Result<void> unmap_for_device(uint64_t iova, uint64_t size) {
+        if (!physical_) return transport_->dma_unmap(iova, size);
+        bus_.clear(iova, size);
+        return {};
+    }
 
     uint64_t pinned_cost(uint64_t size) const { return transport_ && transport_->dma_limits().pins_memory ? size : 0; }
 
@@ -221,6 +273,8 @@ private:
     Transport* transport_;
     std::string name_;
     DmaOptions options_;
+    bool physical_;
+    dma::BusAddressMap bus_;  // without an IOMMU: IOVA -> physical
     dma::IovaAllocator iova_;
     dma::RegistrationCache cache_;
     std::map<uintptr_t, BufferSpan> buffers_;  // by address
@@ -299,6 +353,11 @@ Result<Registration> DmaContext::register_memory(const void* p, size_t len) {
 Result<void> DmaContext::unregister(const void* p, size_t len) { return state_->unregister(p, len); }
 void DmaContext::flush() { state_->flush(); }
 Result<uint64_t> DmaContext::translate(const void* p, size_t len) const { return state_->translate(p, len); }
+Result<uint64_t> DmaContext::device_address(uint64_t iova, uint64_t len) const {
+    return state_->device_address(iova, len);
+}
+bool DmaContext::physical_addresses() const { return state_->bus_map() != nullptr; }
+const dma::BusAddressMap* DmaContext::bus_map() const { return state_->bus_map(); }
 DmaStats DmaContext::stats() const { return state_->stats(); }
 void DmaContext::detach() { state_->detach(); }
 

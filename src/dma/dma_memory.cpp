@@ -56,9 +56,9 @@ DmaMemory::~DmaMemory() {
     if (data) ::munmap(data, mapped_size);
 }
 
-Result<DmaMemory> allocate_dma_memory(size_t size, bool allow_hugepages, const char* name) {
+Result<DmaMemory> allocate_dma_memory(size_t size, size_t hugepages_from, const char* name) {
     if (size == 0) return make_error(EINVAL, "a DMA buffer of 0 bytes was asked for");
-    if (allow_hugepages && size >= kHugePageSize) {
+    if (hugepages_from != 0 && size >= hugepages_from) {
         auto huge = map_memfd(size, true, name);
         if (huge) return huge;
         static std::atomic<bool> told{false};

@@ -26,10 +26,10 @@ struct DmaMemory {
     ~DmaMemory();
 };
 
-// Hugetlb pages are tried for sizes of at least `kHugePageSize` when
-// `allow_hugepages`; without them normal pages are used and a notice is
-// logged once per process. The mapping is marked MADV_DONTFORK: a child
-// process must not share pages a device writes.
-Result<DmaMemory> allocate_dma_memory(size_t size, bool allow_hugepages, const char* name);
+// Hugetlb pages are tried for sizes of at least `hugepages_from` bytes (0:
+// never); without them normal pages are used and a notice is logged once per
+// process. The mapping is marked MADV_DONTFORK: a child process must not
+// share pages a device writes.
+Result<DmaMemory> allocate_dma_memory(size_t size, size_t hugepages_from, const char* name);
 
 }  // namespace vfioq::dma

@@ -8,7 +8,8 @@ constexpr uint64_t kPage = 4096;
 constexpr uint32_t kPerListPage = kSglPageSize / sizeof(uint64_t);
 }  // namespace
 
-PrpResult build_prp(std::span<const DmaSegment> segments, uint64_t max_total, SglPagePool& pool) {
+PrpResult build_prp(std::span<const DmaSegment> segments, uint64_t max_total, SglPagePool& pool,
+                    const BusAddressMap* bus) {
     PrpResult r;
     if (segments.empty()) {
         r.error = SglError::kEmpty;
@@ -34,12 +35,19 @@ PrpResult build_prp(std::span<const DmaSegment> segments, uint64_t max_total, Sg
             return r;
         }
         entries += (s.iova + s.len - 1) / kPage - s.iova / kPage + 1;
+        if (bus)
+            for (uint64_t p = s.iova; p < s.iova + s.len; p = (p / kPage + 1) * kPage)
+                if (bus->translate(p, 1).address == 0) {
+                    r.error = SglError::kNotMapped;
+                    return r;
+                }
     }
     // The pages in order: the first entry keeps its offset, the rest are page addresses.
     auto for_each_entry = [&](auto&& f) {
         uint64_t n = 0;
         for (const auto& s : segments)
-            for (uint64_t p = s.iova; p < s.iova + s.len; p = (p / kPage + 1) * kPage) f(n++, p);
+            for (uint64_t p = s.iova; p < s.iova + s.len; p = (p / kPage + 1) * kPage)
+                f(n++, bus ? bus->translate(p, 1).address : p);
     };
     if (entries <= 2) {
         for_each_entry([&](uint64_t n, uint64_t p) { (n == 0 ? r.prp1 : r.prp2) = p; });
@@ -54,7 +62,7 @@ PrpResult build_prp(std::span<const DmaSegment> segments, uint64_t max_total, Sg
     }
     int32_t page = pool.take();
     r.first_page = page;
-    r.prp2 = pool.page_iova(static_cast<uint32_t>(page));
+    r.prp2 = pool.page_address(static_cast<uint32_t>(page));
     auto* list = reinterpret_cast<uint64_t*>(pool.page(static_cast<uint32_t>(page)));
     uint32_t used = 0;
     uint64_t left = listed;
@@ -66,7 +74,7 @@ PrpResult build_prp(std::span<const DmaSegment> segments, uint64_t max_total, Sg
         if (used == kPerListPage - 1 && left > 1) {
             const int32_t next = pool.take();
             pool.link(static_cast<uint32_t>(page), next);
-            list[used] = pool.page_iova(static_cast<uint32_t>(next));
+            list[used] = pool.page_address(static_cast<uint32_t>(next));
             page = next;
             list = reinterpret_cast<uint64_t*>(pool.page(static_cast<uint32_t>(page)));
             used = 0;

@@ -3,7 +3,8 @@
 // the first byte, PRP2 the second page or a PRP list in descriptor pages
 // (chained through their last entry). The first segment may start anywhere
 // dword aligned; every other segment must start on a page, and every segment
-// but the last must end on one. Fast path: no allocation.
+// but the last must end on one. In no-IOMMU mode each page entry is the
+// physical address of its page. Fast path: no allocation.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,7 @@ struct PrpResult {
     uint64_t prp1 = 0, prp2 = 0;
 };
 
-PrpResult build_prp(std::span<const DmaSegment> segments, uint64_t max_total, SglPagePool& pool);
+PrpResult build_prp(std::span<const DmaSegment> segments, uint64_t max_total, SglPagePool& pool,
+                    const BusAddressMap* bus = nullptr);
 
 }  // namespace vfioq::dma

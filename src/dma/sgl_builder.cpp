@@ -7,9 +7,13 @@ namespace vfioq::dma {
 
 using sgq::SglDescriptor;
 
-SglPagePool::SglPagePool(std::byte* base, uint64_t iova, uint32_t pages)
-    : base_(base), iova_(iova), next_(pages, -1), free_(pages), free_count_(pages) {
-    for (uint32_t i = 0; i < pages; ++i) free_[i] = pages - 1 - i;  // page 0 on top
+SglPagePool::SglPagePool(std::byte* base, uint64_t iova, uint32_t pages, const BusAddressMap* bus)
+    : base_(base), address_(pages), next_(pages, -1), free_(pages), free_count_(pages) {
+    for (uint32_t i = 0; i < pages; ++i) {
+        free_[i] = pages - 1 - i;  // page 0 on top
+        const uint64_t page_iova = iova + uint64_t{i} * kSglPageSize;
+        address_[i] = bus ? bus->translate(page_iova, kSglPageSize).address : page_iova;
+    }
 }
 
 int32_t SglPagePool::take() {
@@ -27,16 +31,18 @@ void SglPagePool::give_chain(int32_t first) {
     }
 }
 
-int32_t SglPagePool::page_of(uint64_t iova) const {
-    if (iova < iova_ || iova - iova_ >= uint64_t{pages()} * kSglPageSize) return -1;
-    return static_cast<int32_t>((iova - iova_) / kSglPageSize);
+int32_t SglPagePool::page_of(uint64_t address) const {
+    for (uint32_t p = 0; p < pages(); ++p)
+        if (address - address_[p] < kSglPageSize) return static_cast<int32_t>(p);
+    return -1;
 }
 
 namespace {
 
 // Walks the merged descriptors of `segments`, calling emit(desc) for each; stops at the first error.
 template <typename Emit>
-SglResult merge(std::span<const DmaSegment> segments, const SglLimits& limits, Emit&& emit) {
+SglResult merge(std::span<const DmaSegment> segments, const SglLimits& limits, const BusAddressMap* bus,
+                Emit&& emit) {
     SglResult r;
     if (segments.empty()) {
         r.error = SglError::kEmpty;
@@ -61,16 +67,30 @@ SglResult merge(std::span<const DmaSegment> segments, const SglLimits& limits, E
             r.error = SglError::kTooLong;
             return r;
         }
-        if (cur_len != 0 && cur_iova + cur_len == s.iova && cur_len + s.len <= UINT32_MAX) {
-            cur_len += s.len;
-            continue;
+        // Behind an IOMMU a segment is one run; without one, each physically contiguous piece is.
+        for (uint64_t done = 0; done < s.len;) {
+            uint64_t addr = s.iova + done, len = s.len - done;
+            if (bus) {
+                const auto run = bus->translate(addr, len);
+                if (run.address == 0) {
+                    r.error = SglError::kNotMapped;
+                    return r;
+                }
+                addr = run.address;
+                len = run.len;
+            }
+            done += len;
+            if (cur_len != 0 && cur_iova + cur_len == addr && cur_len + len <= UINT32_MAX) {
+                cur_len += len;
+                continue;
+            }
+            if (cur_len != 0) {
+                emit(SglDescriptor::make(sgq::kSglData, cur_iova, static_cast<uint32_t>(cur_len)));
+                ++r.descriptors;
+            }
+            cur_iova = addr;
+            cur_len = len;
         }
-        if (cur_len != 0) {
-            emit(SglDescriptor::make(sgq::kSglData, cur_iova, static_cast<uint32_t>(cur_len)));
-            ++r.descriptors;
-        }
-        cur_iova = s.iova;
-        cur_len = s.len;
     }
     emit(SglDescriptor::make(sgq::kSglData, cur_iova, static_cast<uint32_t>(cur_len)));
     ++r.descriptors;
@@ -81,15 +101,15 @@ SglResult merge(std::span<const DmaSegment> segments, const SglLimits& limits, E
 }  // namespace
 
 SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limits, SglPagePool& pool,
-                    SglDescriptor& dptr1, SglDescriptor& dptr2) {
-    SglResult r = merge(segments, limits, [](const SglDescriptor&) {});
+                    SglDescriptor& dptr1, SglDescriptor& dptr2, const BusAddressMap* bus) {
+    SglResult r = merge(segments, limits, bus, [](const SglDescriptor&) {});
     if (r.error != SglError::kNone) return r;
     const uint32_t n = r.descriptors;
     const bool two_inline = limits.inline_descriptors >= 2;
     dptr2 = SglDescriptor{};
     if (n <= limits.inline_descriptors) {
         uint32_t i = 0;
-        merge(segments, limits, [&](const SglDescriptor& d) { (i++ == 0 ? dptr1 : dptr2) = d; });
+        merge(segments, limits, bus, [&](const SglDescriptor& d) { (i++ == 0 ? dptr1 : dptr2) = d; });
         return r;
     }
     // With two inline, DPTR1 holds the first descriptor and DPTR2 points at the rest;
@@ -111,11 +131,11 @@ SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limit
         return (remaining <= kSglPerPage ? remaining : kSglPerPage) * uint32_t{sizeof(SglDescriptor)};
     };
     (two_inline ? dptr2 : dptr1) =
-        SglDescriptor::make(array_kind(left), pool.page_iova(static_cast<uint32_t>(page)), array_len(left));
+        SglDescriptor::make(array_kind(left), pool.page_address(static_cast<uint32_t>(page)), array_len(left));
     SglDescriptor* slot = pool.page(static_cast<uint32_t>(page));
     uint32_t used = 0;  // slots used in the current page
     bool first = two_inline;
-    merge(segments, limits, [&](const SglDescriptor& d) {
+    merge(segments, limits, bus, [&](const SglDescriptor& d) {
         if (first) {
             dptr1 = d;
             first = false;
@@ -125,7 +145,7 @@ SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limit
             // This page is full but for its link: chain to a fresh one.
             const int32_t next = pool.take();
             pool.link(static_cast<uint32_t>(page), next);
-            slot[used] = SglDescriptor::make(array_kind(left), pool.page_iova(static_cast<uint32_t>(next)),
+            slot[used] = SglDescriptor::make(array_kind(left), pool.page_address(static_cast<uint32_t>(next)),
                                              array_len(left));
             page = next;
             slot = pool.page(static_cast<uint32_t>(page));
@@ -161,6 +181,8 @@ std::string describe(const SglResult& r, std::span<const DmaSegment> segments, c
             return fmt::format("{}: with PRPs every segment but the first must start on a 4 KiB page and every "
                                "segment but the last must end on one (the controller has no SGL support)",
                                seg());
+        case SglError::kNotMapped:
+            return seg() + " is not in DMA memory of this device (a buffer or a held registration)";
         case SglError::kNoPages:
             return fmt::format("the {} descriptors need segment-array pages and the queue pair's pool has too few "
                                "free now",

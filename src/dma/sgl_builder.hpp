@@ -5,7 +5,9 @@
 // 4 KiB pages of segment arrays taken from a per-queue pool of DMA memory.
 // IOVA-contiguous neighbours are merged first. CAP's MAX_SGE, SGE_ALIGN and
 // MAX_XFER are enforced: a request that breaks them is refused (never split
-// or bounced), with the segment and the limit named.
+// or bounced), with the segment and the limit named. In no-IOMMU mode each
+// segment is translated to physical addresses and split where its pages are
+// not physically contiguous (MAX_SGE counts the descriptors after that).
 // Fast path: no allocation, no lock, no system call.
 #pragma once
 
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bus_address_map.hpp"
 #include "vfioq/dma.hpp"
 #include "vfioq/sgq_commands.hpp"
 
@@ -35,7 +38,8 @@ struct SglLimits {
 class SglPagePool {
 public:
     SglPagePool() = default;
-    SglPagePool(std::byte* base, uint64_t iova, uint32_t pages);
+    // `bus` (no-IOMMU mode) gives each page's physical address; null: IOVAs are what the device sees.
+    SglPagePool(std::byte* base, uint64_t iova, uint32_t pages, const BusAddressMap* bus = nullptr);
 
     // -1 when none is free.
     int32_t take();
@@ -46,15 +50,16 @@ public:
     [[nodiscard]] sgq::SglDescriptor* page(uint32_t p) const {
         return reinterpret_cast<sgq::SglDescriptor*>(base_ + uint64_t{p} * kSglPageSize);
     }
-    [[nodiscard]] uint64_t page_iova(uint32_t p) const { return iova_ + uint64_t{p} * kSglPageSize; }
+    // Where the device finds page p.
+    [[nodiscard]] uint64_t page_address(uint32_t p) const { return address_[p]; }
     [[nodiscard]] uint32_t pages() const { return static_cast<uint32_t>(next_.size()); }
     [[nodiscard]] uint32_t free_pages() const { return free_count_; }
-    // The page an IOVA falls in, or -1 (for checks and tests).
-    [[nodiscard]] int32_t page_of(uint64_t iova) const;
+    // The page a device address falls in, or -1 (for checks and tests).
+    [[nodiscard]] int32_t page_of(uint64_t address) const;
 
 private:
     std::byte* base_ = nullptr;
-    uint64_t iova_ = 0;
+    std::vector<uint64_t> address_;  // of each page, as the device sees it
     std::vector<int32_t> next_;      // chain links
     std::vector<uint32_t> free_;     // stack
     uint32_t free_count_ = 0;
@@ -69,6 +74,7 @@ enum class SglError : uint8_t {
     kTooLong,
     kNoPages,
     kNotPageAligned,  // PRPs: a segment that must start or end on a page does not
+    kNotMapped,       // no-IOMMU mode: an IOVA that is no DMA memory of the device
 };
 
 struct SglResult {
@@ -80,8 +86,9 @@ struct SglResult {
 };
 
 // Fills dptr1/dptr2 (and pool pages) for `segments`; with one inline descriptor, dptr2 is left unused.
+// `bus`: translate IOVAs to physical addresses (no-IOMMU mode); null: IOVAs go as they are.
 SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limits, SglPagePool& pool,
-                    sgq::SglDescriptor& dptr1, sgq::SglDescriptor& dptr2);
+                    sgq::SglDescriptor& dptr1, sgq::SglDescriptor& dptr2, const BusAddressMap* bus = nullptr);
 
 // "segment 3 (IOVA 0x1003, 17 bytes) is not aligned to 4 bytes (CAP.SGE_ALIGN)" and so on.
 std::string describe(const SglResult& result, std::span<const DmaSegment> segments, const SglLimits& limits);

@@ -19,7 +19,7 @@ EngineQueuePair::EngineQueuePair(QueueOwner& owner, std::unique_ptr<CommandCodec
       dma_(dma),
       engine_(engine::RingConfig{res_.qid, res_.sq.data(), res_.sq_entries, res_.cq.data(), res_.cq_entries,
                                  res_.depth, res_.sq_doorbell, res_.cq_doorbell}),
-      pool_(res_.sgl_pages.data(), res_.sgl_pages.iova(), res_.sgl_page_count),
+      pool_(res_.sgl_pages.data(), res_.sgl_pages.iova(), res_.sgl_page_count, dma.bus_map()),
       trackers_(res_.depth, Tracker{nullptr, nullptr, -1, 0}),
       scratch_(max_segments) {
     if (res_.event_fd && ::io_uring_queue_init(4, &ring_, 0) == 0) ring_ready_ = true;

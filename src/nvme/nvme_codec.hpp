@@ -19,7 +19,8 @@ struct NamespaceGeometry {
 
 class NvmeCodec final : public io::CommandCodec {
 public:
-    explicit NvmeCodec(const NamespaceGeometry& ns) : ns_(ns) {}
+    // `bus`: physical addresses in no-IOMMU mode (DmaContext::bus_map()); null behind an IOMMU.
+    explicit NvmeCodec(const NamespaceGeometry& ns, const dma::BusAddressMap* bus = nullptr) : ns_(ns), bus_(bus) {}
     Result<int32_t> encode(const IoRequest& request, std::byte* sqe, dma::SglPagePool& pool) override;
     [[nodiscard]] IoStatus decode(uint16_t status) const override;
     [[nodiscard]] uint32_t length(const std::byte* sqe) const override;
@@ -27,6 +28,7 @@ public:
 
 private:
     NamespaceGeometry ns_;
+    const dma::BusAddressMap* bus_;
 };
 
 // SCT and SC of a completion's status field as a named status.

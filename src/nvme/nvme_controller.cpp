@@ -115,6 +115,12 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     asq_ = std::move(*sq);
     acq_ = std::move(*cq);
     identify_ = std::move(*id);
+    auto asq_addr = dma.device_address(asq_.iova(), asq_.size()), acq_addr = dma.device_address(acq_.iova(), acq_.size());
+    auto id_addr = dma.device_address(identify_.iova(), identify_.size());
+    if (!asq_addr || !acq_addr || !id_addr)
+        return (!asq_addr ? asq_addr.error() : !acq_addr ? acq_addr.error() : id_addr.error())
+            .with_context(name() + ": admin queue");
+    identify_address_ = *id_addr;
     std::memset(acq_.data(), 0, acq_.size());
     engine::RingConfig rc;
     rc.qid = 0;
@@ -131,7 +137,7 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     }
     admin_ = engine::QueueEngine(rc);
     for (auto r : {device_.write32(kBar, kRegAqa, (kAdminEntries - 1) << 16 | (kAdminEntries - 1)),
-                   device_.write64(kBar, kRegAsq, asq_.iova()), device_.write64(kBar, kRegAcq, acq_.iova()),
+                   device_.write64(kBar, kRegAsq, *asq_addr), device_.write64(kBar, kRegAcq, *acq_addr),
                    device_.write32(kBar, kRegCc, kCcEnable | kCcIosqes | kCcIocqes)})
         if (!r) return r.error().with_context(name() + ": programming the admin queue");
     auto ready = wait_csts([](uint32_t v) { return (v & (kCstsRdy | kCstsCfs)) != 0; }, "RDY = 1 after CC.EN = 1");
@@ -141,7 +147,7 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
 
     Command c{};
     c.dw[0] = kAdminIdentify;
-    set_prp1(c, identify_.iova());
+    set_prp1(c, identify_address_);
     c.dw[10] = 1;  // controller
     if (auto r = admin(c, "Identify controller"); !r) return r.error();
     const std::byte* idc = identify_.data();
@@ -151,7 +157,7 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     c = Command{};
     c.dw[0] = kAdminIdentify;
     c.dw[1] = ns_.nsid;
-    set_prp1(c, identify_.iova());
+    set_prp1(c, identify_address_);
     c.dw[10] = 0;  // namespace
     if (auto r = admin(c, "Identify namespace 1"); !r) return r.error();
     const std::byte* idn = identify_.data();
@@ -256,6 +262,12 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
         db->mapped = static_cast<volatile uint32_t*>(device_.mapped(kBar, off, 4));
         db->fallback = this;
     }
+    auto cq_addr = dma.device_address(res.cq.iova(), res.cq.size());
+    auto sq_addr = dma.device_address(res.sq.iova(), res.sq.size());
+    if (!cq_addr || !sq_addr)
+        return (!cq_addr ? cq_addr.error().with_context("completion queue")
+                         : sq_addr.error().with_context("submission queue"))
+            .with_context(fmt::format("{}: queue {}", name(), qid));
     const uint32_t vector = o.interrupts ? qid : 0;
     if (o.interrupts) {
         vector_fds_[vector].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -265,13 +277,13 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
     }
     Command c{};
     c.dw[0] = kAdminCreateCq;
-    set_prp1(c, res.cq.iova());
+    set_prp1(c, *cq_addr);
     c.dw[10] = (cq_entries - 1) << 16 | qid;
     c.dw[11] = vector << 16 | (o.interrupts ? 2u : 0u) | 1u;  // IV, IEN, physically contiguous
     if (auto r = admin(c, fmt::format("Create I/O CQ {}", qid)); !r) return r.error();
     c = Command{};
     c.dw[0] = kAdminCreateSq;
-    set_prp1(c, res.sq.iova());
+    set_prp1(c, *sq_addr);
     c.dw[10] = (sq_entries - 1) << 16 | qid;
     c.dw[11] = uint32_t{qid} << 16 | 1u;  // its CQ, physically contiguous
     if (auto r = admin(c, fmt::format("Create I/O SQ {}", qid)); !r) {
@@ -281,7 +293,7 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
         (void)admin(d, "Delete I/O CQ");
         return r.error();
     }
-    auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<NvmeCodec>(ns_), std::move(res),
+    auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<NvmeCodec>(ns_, dma.bus_map()), std::move(res),
                                                     ns_.max_segments, dma);
     queues_[qid] = qp.get();
     return std::unique_ptr<QueuePair>(std::move(qp));

@@ -53,6 +53,7 @@ private:
     std::mutex mutex_;        // queue bookkeeping
     std::mutex admin_mutex_;  // the admin queue: one command at a time
     DmaBuffer asq_, acq_, identify_;
+    uint64_t identify_address_ = 0;  // as the controller sees it
     engine::QueueEngine admin_;
     std::vector<io::EngineQueuePair*> queues_;  // by qid; [0] is the admin queue's, unused
     std::vector<UniqueFd> vector_fds_;

@@ -22,7 +22,7 @@ Result<int32_t> SgqCodec::encode(const IoRequest& req, std::byte* out, dma::SglP
         case Opcode::kWrite:
         case Opcode::kRead: {
             sqe.opcode = req.op == Opcode::kWrite ? kOpWrite : kOpRead;
-            const auto sgl = dma::build_sgl(req.segments, limits_, pool, sqe.dptr1, sqe.dptr2);
+            const auto sgl = dma::build_sgl(req.segments, limits_, pool, sqe.dptr1, sqe.dptr2, bus_);
             if (sgl.error == dma::SglError::kNoPages) return make_error(EAGAIN, dma::describe(sgl, req.segments, limits_));
             if (sgl.error != dma::SglError::kNone)
                 return make_error(EINVAL, fmt::format("{} at card address {:#x}: {}",

@@ -9,7 +9,9 @@ namespace vfioq::sgq {
 
 class SgqCodec final : public io::CommandCodec {
 public:
-    SgqCodec(const dma::SglLimits& limits, uint64_t devmem_size) : limits_(limits), devmem_size_(devmem_size) {}
+    // `bus`: physical addresses in no-IOMMU mode (DmaContext::bus_map()); null behind an IOMMU.
+    SgqCodec(const dma::SglLimits& limits, uint64_t devmem_size, const dma::BusAddressMap* bus = nullptr)
+        : limits_(limits), devmem_size_(devmem_size), bus_(bus) {}
     Result<int32_t> encode(const IoRequest& request, std::byte* sqe, dma::SglPagePool& pool) override;
     [[nodiscard]] IoStatus decode(uint16_t status) const override;
     [[nodiscard]] uint32_t length(const std::byte* sqe) const override;
@@ -18,6 +20,7 @@ public:
 private:
     dma::SglLimits limits_;
     uint64_t devmem_size_;
+    const dma::BusAddressMap* bus_;
 };
 
 }  // namespace vfioq::sgq

@@ -243,9 +243,13 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
             return fail(r.error().with_context("the queue is still enabled on the card and does not disable; reset "
                                                "the controller"));
     }
+    auto sq_base = dma.device_address(res.sq.iova(), res.sq.size());
+    if (!sq_base) return fail(sq_base.error().with_context("submission ring"));
+    auto cq_base = dma.device_address(res.cq.iova(), res.cq.size());
+    if (!cq_base) return fail(cq_base.error().with_context("completion ring"));
     auto write64 = [&](uint64_t reg, uint64_t v) { return device_.write64(kRegisterBar, queue_register(qid, reg), v); };
     auto write32 = [&](uint64_t reg, uint32_t v) { return device_.write32(kRegisterBar, queue_register(qid, reg), v); };
-    for (auto r : {write64(kQRegSqBase, res.sq.iova()), write64(kQRegCqBase, res.cq.iova()),
+    for (auto r : {write64(kQRegSqBase, *sq_base), write64(kQRegCqBase, *cq_base),
                    write32(kQRegSqSize, sq_entries - 1), write32(kQRegCqSize, cq_entries - 1),
                    write32(kQRegCoal, uint32_t{o.coalesce_entries} | uint32_t{o.coalesce_usecs} << 16)})
         if (!r) return fail(r.error());
@@ -259,10 +263,10 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
         (void)write32(kQRegCtrl, 0);
         return fail(make_error(EIO, fmt::format("the card refused to enable it (Q_STATUS.ERROR): SQ_BASE {:#x}, "
                                                 "CQ_BASE {:#x}, SQ_SIZE {}, CQ_SIZE {}",
-                                                res.sq.iova(), res.cq.iova(), sq_entries - 1, cq_entries - 1)));
+                                                *sq_base, *cq_base, sq_entries - 1, cq_entries - 1)));
     }
     const dma::SglLimits limits{cap_.max_sge, cap_.sge_align, cap_.max_xfer};
-    auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<SgqCodec>(limits, info_.devmem_size),
+    auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<SgqCodec>(limits, info_.devmem_size, dma.bus_map()),
                                                     std::move(res), limits.max_sge, dma);
     queues_[qid] = qp.get();
     log::get(log::kDevice)->debug("{}: queue pair {} enabled: depth {}, {} SQ / {} CQ entries, {}", name(), qid,

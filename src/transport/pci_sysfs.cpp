@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 namespace vfioq::sysfs {
 
@@ -54,10 +55,21 @@ std::optional<std::string> vfio_cdev(const std::string& bdf) {
     return std::nullopt;
 }
 
+bool noiommu_group(unsigned group) {
+    std::ifstream name(fs::path("/sys/kernel/iommu_groups") / std::to_string(group) / "name");
+    std::string line;
+    return std::getline(name, line) && line == "vfio-noiommu";
+}
+
 bool host_has_iommu() {
     std::error_code ec;
-    fs::directory_iterator it(fs::path("/sys/kernel/iommu_groups"), ec);
-    return !ec && it != fs::directory_iterator();
+    for (const auto& e : fs::directory_iterator(fs::path("/sys/kernel/iommu_groups"), ec)) {
+        try {
+            if (!noiommu_group(static_cast<unsigned>(std::stoul(e.path().filename().string())))) return true;
+        } catch (...) {
+        }
+    }
+    return false;
 }
 
 }  // namespace vfioq::sysfs

@@ -19,7 +19,9 @@ std::vector<std::string> group_devices(unsigned group);
 std::optional<std::string> vfio_cdev(const std::string& bdf);
 // True when the function exists.
 bool exists(const std::string& bdf);
-// Whether the host boots with an IOMMU at all (any group in /sys/kernel/iommu_groups).
+// Whether the group is one VFIO made up for no-IOMMU mode (named "vfio-noiommu"), with no IOMMU behind it.
+bool noiommu_group(unsigned group);
+// Whether the host boots with an IOMMU at all (a group in /sys/kernel/iommu_groups that is not no-IOMMU).
 bool host_has_iommu();
 
 }  // namespace vfioq::sysfs

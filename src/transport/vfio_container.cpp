@@ -79,10 +79,16 @@ public:
         if (!group_) {
             const int err = errno;
             std::string why = std::strerror(err);
-            if (err == EACCES || err == EPERM)
+            if (noiommu && err == EPERM)
+                why += ": no-IOMMU mode needs CAP_SYS_RAWIO (run as root)";
+            else if (err == EACCES || err == EPERM)
                 why += fmt::format(": give the user the group node (scripts/bind-vfio bind {} --user NAME, or chown "
                                    "{})",
                                    bdf, path);
+            else if (err == ENOENT && noiommu && !sysfs::noiommu_group(*group))
+                why += fmt::format(": IOMMU group {} has an IOMMU behind it, so no-IOMMU mode is not for it (unset "
+                                   "VFIOQ_UNSAFE_NOIOMMU)",
+                                   *group);
             else if (err == ENOENT)
                 why += ": " + binding_problem(bdf);
             else if (err == EBUSY)
@@ -111,6 +117,7 @@ public:
         if (!noiommu)
             if (auto r = read_iommu_info(); !r) return r.error();
         limits_.pins_memory = true;
+        limits_.physical_addresses = noiommu;
         device_.reset(::ioctl(group_.get(), VFIO_GROUP_GET_DEVICE_FD, bdf.c_str()));
         if (!device_)
             return make_error(errno, fmt::format("{}: VFIO_GROUP_GET_DEVICE_FD failed: {}", bdf, std::strerror(errno)));

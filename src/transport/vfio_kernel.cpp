@@ -227,6 +227,13 @@ Result<std::unique_ptr<Transport>> open_kernel_vfio(const std::string& bdf, cons
     IommuChoice choice = from_environment(options.iommu);
     if (!sysfs::exists(bdf) || sysfs::driver(bdf) != "vfio-pci")
         return make_error(ENODEV, kernel::binding_problem(bdf));
+    if (auto group = sysfs::iommu_group(bdf); group && !noiommu && sysfs::noiommu_group(*group))
+        return make_error(EPERM, fmt::format("{}: IOMMU group {} is a no-IOMMU group (VFIO runs with "
+                                             "enable_unsafe_noiommu_mode and no IOMMU): DMA would go to physical "
+                                             "addresses with nothing to protect the host. Enable the IOMMU "
+                                             "(intel_iommu=on or amd_iommu=on), or accept the risk with "
+                                             "VFIOQ_UNSAFE_NOIOMMU=1",
+                                             bdf, *group));
     Result<std::unique_ptr<kernel::IommuBackend>> backend = make_error(EINVAL, "");
     if (noiommu) {
         log::get(log::kDevice)->warn("{}: UNSAFE no-IOMMU mode: the device can reach any host memory", bdf);

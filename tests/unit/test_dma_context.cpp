@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // DmaContext over a transport played by the test: buffers, registration,
-// translation, lifetimes, RLIMIT_MEMLOCK and MADV_DONTFORK.
+// translation, lifetimes, RLIMIT_MEMLOCK and MADV_DONTFORK, and no-IOMMU
+// mode's physical addresses (checked against /proc/self/pagemap).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <sys/mman.h>
@@ -12,8 +14,11 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 
+#include "dma/bus_address_map.hpp"
+#include "dma/sgl_builder.hpp"
 #include "vfioq/dma.hpp"
 
 namespace vfioq {
@@ -21,7 +26,10 @@ namespace {
 
 class FakeTransport : public Transport {
 public:
-    explicit FakeTransport(bool pins) { limits_.pins_memory = pins; }
+    explicit FakeTransport(bool pins, bool physical = false) {
+        limits_.pins_memory = pins;
+        limits_.physical_addresses = physical;
+    }
     const std::string& name() const override { return name_; }
     const DeviceInfo& device_info() const override { return info_; }
     Result<RegionInfo> region_info(uint32_t) override { return make_error(ENOTSUP, "none"); }
@@ -214,6 +222,109 @@ TEST(DmaContext, LargeBuffersTakeHugePagesWhenTheHostHasThem) {
     ASSERT_TRUE(small);
     EXPECT_FALSE(small->hugepages()) << "small buffers never round up to 2 MiB";
     std::memset(big->data(), 0x5A, big->size());  // all of it is usable
+}
+
+// The test's own reading of /proc/self/pagemap: the physical address of each page, 0 where none is shown.
+std::vector<uint64_t> pagemap(const void* addr, size_t len) {
+    std::vector<uint64_t> out(len / 4096);
+    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out;
+    const auto off = static_cast<off_t>(reinterpret_cast<uintptr_t>(addr) / 4096 * 8);
+    if (::pread(fd, out.data(), out.size() * 8, off) != static_cast<ssize_t>(out.size() * 8)) out.assign(out.size(), 0);
+    ::close(fd);
+    for (auto& e : out) e = (e >> 63) ? (e & ((uint64_t{1} << 55) - 1)) * 4096 : 0;
+    return out;
+}
+
+bool pagemap_shows_frames() {
+    static int page;
+    page = 1;  // resident
+    return pagemap(reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(&page) & ~uintptr_t{4095}), 4096)[0] != 0;
+}
+
+TEST(DmaContextWithoutIommu, BuffersAreLockedAndGivenTheirPhysicalAddresses) {
+    FakeTransport t(true, true);
+    DmaContext ctx(t, "fake-card");
+    EXPECT_TRUE(ctx.physical_addresses());
+    ASSERT_NE(ctx.bus_map(), nullptr);
+    auto b = ctx.allocate(4096);
+    if (!pagemap_shows_frames()) {
+        // Without CAP_SYS_ADMIN the kernel hides page frames: the error must say what is needed.
+        ASSERT_FALSE(b);
+        EXPECT_EQ(b.error().code, EPERM);
+        EXPECT_NE(b.error().message.find("CAP_SYS_ADMIN"), std::string::npos) << b.error().message;
+        return;
+    }
+    ASSERT_TRUE(b) << b.error().message;
+    EXPECT_TRUE(t.mapped.empty()) << "nothing is mapped through the transport without an IOMMU";
+    EXPECT_GE(b->iova(), dma::BusAddressMap::kBase) << "IOVAs are handles far above RAM";
+    const auto phys = pagemap(b->data(), 4096);
+    auto addr = ctx.device_address(b->iova() + 0x30, 0x100);
+    ASSERT_TRUE(addr) << addr.error().message;
+    EXPECT_EQ(*addr, phys[0] + 0x30);
+    auto outside = ctx.device_address(b->iova() + 4096, 16);
+    EXPECT_FALSE(outside) << "past the buffer";
+    // The memory stays put: locked.
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    uint64_t locked_kb = 0;
+    while (std::getline(status, line))
+        if (line.rfind("VmLck:", 0) == 0) locked_kb = std::stoull(line.substr(6));
+    EXPECT_GE(locked_kb, 4u);
+    const uint64_t iova = b->iova();
+    *b = DmaBuffer{};
+    EXPECT_FALSE(ctx.device_address(iova, 16)) << "a freed buffer's handle translates to nothing";
+}
+
+TEST(DmaContextWithoutIommu, RingsMustBePhysicallyContiguousAndSegmentsSplitWhereTheyAreNot) {
+    if (!pagemap_shows_frames()) GTEST_SKIP() << "needs CAP_SYS_ADMIN to see physical addresses";
+    FakeTransport t(true, true);
+    DmaOptions o;
+    o.hugepages = false;  // 4 KiB pages: contiguous only where the kernel happened to place them so
+    DmaContext ctx(t, "fake-card", o);
+    constexpr size_t kLen = 64 * 4096;
+    auto b = ctx.allocate(kLen);
+    ASSERT_TRUE(b) << b.error().message;
+    const auto phys = pagemap(b->data(), kLen);
+    bool contiguous = true;
+    for (size_t i = 1; i < phys.size(); ++i) contiguous &= phys[i] == phys[i - 1] + 4096;
+    auto ring = ctx.device_address(b->iova(), kLen);
+    EXPECT_EQ(bool(ring), contiguous);
+    if (!ring) {
+        EXPECT_EQ(ring.error().code, EINVAL);
+        EXPECT_NE(ring.error().message.find("hugepages"), std::string::npos) << ring.error().message;
+    }
+    // The SGL of the whole buffer is its physical runs, in order.
+    auto pool_buf = ctx.allocate(4 * dma::kSglPageSize);
+    ASSERT_TRUE(pool_buf);
+    dma::SglPagePool pool(pool_buf->data(), pool_buf->iova(), 4, ctx.bus_map());
+    const DmaSegment whole{b->iova() + 12, kLen - 12};
+    sgq::SglDescriptor d1{}, d2{};
+    auto r = dma::build_sgl({&whole, 1}, {.max_sge = 1024}, pool, d1, d2, ctx.bus_map());
+    ASSERT_EQ(r.error, dma::SglError::kNone) << dma::describe(r, {&whole, 1}, {});
+    std::vector<DmaSegment> want;
+    for (size_t i = 0; i < phys.size(); ++i) {
+        const uint64_t a = phys[i] + (i == 0 ? 12 : 0), len = i == 0 ? 4096 - 12 : 4096;
+        if (!want.empty() && want.back().iova + want.back().len == a)
+            want.back().len += len;
+        else
+            want.push_back({a, len});
+    }
+    ASSERT_EQ(r.descriptors, want.size());
+    EXPECT_EQ(d1.addr, want[0].iova);
+    EXPECT_EQ(d1.len, want[0].len);
+    // Registered application memory is translated the same way.
+    std::vector<std::byte> plain(5 * 4096);
+    auto* page = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(plain.data()) + 4095) & ~uintptr_t{4095});
+    auto reg = ctx.register_memory(page, 3 * 4096);
+    ASSERT_TRUE(reg) << reg.error().message;
+    const auto reg_phys = pagemap(page, 3 * 4096);
+    for (int i = 0; i < 3; ++i) {
+        auto a = ctx.device_address(reg->iova_of(page + i * 4096 + 5), 1);
+        ASSERT_TRUE(a);
+        EXPECT_EQ(*a, reg_phys[static_cast<size_t>(i)] + 5);
+    }
+    EXPECT_TRUE(t.mapped.empty());
 }
 
 }  // namespace

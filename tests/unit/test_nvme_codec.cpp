@@ -81,7 +81,7 @@ TEST_F(NvmeCodecTest, WritesByPrpUseAListBeyondTwoPages) {
     std::memcpy(&prp1, &c.dw[6], 8);
     std::memcpy(&prp2, &c.dw[8], 8);
     EXPECT_EQ(prp1, 0x300000u);
-    EXPECT_EQ(prp2, pool_.page_iova(static_cast<uint32_t>(*page)));
+    EXPECT_EQ(prp2, pool_.page_address(static_cast<uint32_t>(*page)));
     const auto* list = reinterpret_cast<const uint64_t*>(pool_.page(static_cast<uint32_t>(*page)));
     for (int i = 0; i < 15; ++i) EXPECT_EQ(list[i], 0x300000u + (i + 1) * 4096u);
 }

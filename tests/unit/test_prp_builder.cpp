@@ -81,5 +81,27 @@ TEST_F(PrpTest, LayoutsPrpsCannotExpressAreRefused) {
     EXPECT_EQ(pool_.free_pages(), 16u);
 }
 
+TEST_F(PrpTest, WithoutAnIommuEveryEntryIsThePhysicalPage) {
+    BusAddressMap bus;
+    constexpr uint64_t base = BusAddressMap::kBase;
+    std::vector<uint64_t> physical;
+    for (uint64_t i = 0; i < 40; ++i) physical.push_back(0x80000000 - i * 5 * kPage);  // scattered, descending
+    ASSERT_TRUE(bus.set(base, physical));
+    // 2 pages from an offset, then 30 whole pages elsewhere in the handle space.
+    const DmaSegment segs[] = {{base + 0x208, 2 * kPage - 0x208}, {base + 8 * kPage, 30 * kPage}};
+    auto r = build_prp(segs, 1 << 20, pool_, &bus);
+    ASSERT_EQ(r.error, SglError::kNone);
+    const auto got = walk(r, 32);
+    ASSERT_EQ(got.size(), 32u);
+    EXPECT_EQ(got[0], physical[0] + 0x208) << "PRP1 keeps the offset in its page";
+    EXPECT_EQ(got[1], physical[1]);
+    for (uint64_t i = 0; i < 30; ++i) ASSERT_EQ(got[2 + i], physical[8 + i]) << i;
+    pool_.give_chain(r.first_page);
+    const DmaSegment unmapped[] = {{base + 39 * kPage, 2 * kPage}};
+    r = build_prp(unmapped, 1 << 20, pool_, &bus);
+    EXPECT_EQ(r.error, SglError::kNotMapped) << "the second page is past the map";
+    EXPECT_EQ(pool_.free_pages(), 16u);
+}
+
 }  // namespace
 }  // namespace vfioq::dma

@@ -30,9 +30,10 @@ protected:
                 const int32_t page = pool_.page_of(p.addr);
                 EXPECT_GE(page, 0) << "segment array outside the pool";
                 if (page < 0) return;
-                EXPECT_LE(p.addr - kPoolIova + p.len, uint64_t{kPages} * kSglPageSize);
+                const uint64_t in_page = p.addr - pool_.page_address(static_cast<uint32_t>(page));
+                EXPECT_LE(in_page + p.len, kSglPageSize) << "a segment array stays in its page";
                 const SglDescriptor* arr = reinterpret_cast<const SglDescriptor*>(
-                    memory_.data() + (p.addr - kPoolIova));
+                    reinterpret_cast<const std::byte*>(pool_.page(static_cast<uint32_t>(page))) + in_page);
                 const uint32_t n = p.len / 16;
                 const bool last_array = p.kind() == sgq::kSglLastSegment;
                 std::optional<SglDescriptor> next;
@@ -77,6 +78,51 @@ protected:
 
     std::vector<std::byte> memory_;
     SglPagePool pool_;
+};
+
+// No-IOMMU mode: IOVAs are handles whose pages sit at scattered physical
+// addresses, some runs of them contiguous. The pool's own pages are scattered too.
+class PhysicalSglTest : public SglTest {
+protected:
+    static constexpr uint64_t kHandlePages = 512;
+    static constexpr uint64_t kData = BusAddressMap::kBase;                        // data handles
+    static constexpr uint64_t kPool = BusAddressMap::kBase + (uint64_t{1} << 30);  // the pool's handles
+
+    PhysicalSglTest() {
+        std::mt19937_64 rng(7);
+        std::vector<uint64_t> pages;
+        uint64_t phys = 0x40000000;
+        while (pages.size() < kHandlePages) {
+            // Runs of 1 to 8 contiguous pages, each run somewhere else.
+            const uint64_t run = 1 + rng() % 8;
+            phys += (2 + rng() % 100) * kSglPageSize;
+            for (uint64_t i = 0; i < run && pages.size() < kHandlePages; ++i, phys += kSglPageSize) pages.push_back(phys);
+            if (rng() % 4 == 0) phys -= (200 + rng() % 100) * kSglPageSize;  // and some go backwards
+        }
+        physical_ = pages;
+        EXPECT_TRUE(bus_.set(kData, pages));
+        std::vector<uint64_t> pool_pages;
+        for (uint32_t i = 0; i < kPages; ++i) pool_pages.push_back(0x200000000 + (kPages - i) * 3 * kSglPageSize);
+        EXPECT_TRUE(bus_.set(kPool, pool_pages));
+        pool_ = SglPagePool(memory_.data(), kPool, kPages, &bus_);
+    }
+
+    // The reference: every byte's physical address, page by page, merged where contiguous.
+    std::vector<DmaSegment> reference_physical(const std::vector<DmaSegment>& in) const {
+        std::vector<DmaSegment> pieces;
+        for (const auto& s : in) {
+            for (uint64_t at = s.iova; at < s.iova + s.len;) {
+                const uint64_t page = (at - kData) / kSglPageSize, off = (at - kData) % kSglPageSize;
+                const uint64_t len = std::min(kSglPageSize - off, s.iova + s.len - at);
+                pieces.push_back({physical_[page] + off, len});
+                at += len;
+            }
+        }
+        return reference_merge(pieces);
+    }
+
+    BusAddressMap bus_;
+    std::vector<uint64_t> physical_;
 };
 
 TEST_F(SglTest, OneAndTwoSegmentsGoInline) {
@@ -182,6 +228,96 @@ TEST_F(SglTest, ThousandsOfRandomShapesDecodeToTheirMergedSegments) {
         pool_.give_chain(r.first_page);
         ASSERT_EQ(pool_.free_pages(), kPages);
     }
+}
+
+TEST_F(PhysicalSglTest, SegmentsSplitWherePhysicalPagesAreNotContiguous) {
+    SglDescriptor d1{}, d2{};
+    // Pages 0 and 1 of the handle space: contiguous or not, as the map says.
+    const DmaSegment one[] = {{kData + 100, 2 * kSglPageSize}};
+    auto r = build_sgl(one, {}, pool_, d1, d2, &bus_);
+    ASSERT_EQ(r.error, SglError::kNone) << describe(r, one, {});
+    const auto want = reference_physical({one[0]});
+    ASSERT_EQ(r.descriptors, want.size());
+    EXPECT_EQ(d1.addr, physical_[0] + 100) << "the first byte's physical address";
+    EXPECT_EQ(r.total, 2 * kSglPageSize);
+    const auto got = decode(d1, d2);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].iova, want[i].iova);
+}
+
+TEST_F(PhysicalSglTest, AnIovaOutsideTheMapIsRefusedByName) {
+    SglDescriptor d1{}, d2{};
+    const DmaSegment outside[] = {{kData, 64}, {kData + kHandlePages * kSglPageSize, 64}};
+    auto r = build_sgl(outside, {}, pool_, d1, d2, &bus_);
+    EXPECT_EQ(r.error, SglError::kNotMapped);
+    EXPECT_EQ(r.segment, 1u);
+    EXPECT_NE(describe(r, outside, {}).find("segment 1"), std::string::npos);
+    EXPECT_NE(describe(r, outside, {}).find("not in DMA memory"), std::string::npos);
+    const DmaSegment low[] = {{0x10000, 64}};
+    EXPECT_EQ(build_sgl(low, {}, pool_, d1, d2, &bus_).error, SglError::kNotMapped)
+        << "an IOVA that never was a handle goes nowhere near the device";
+    EXPECT_EQ(pool_.free_pages(), kPages);
+}
+
+TEST_F(PhysicalSglTest, ThousandsOfRandomShapesDecodeToTheirPhysicalRuns) {
+    std::mt19937_64 rng(43);
+    const uint64_t end = kData + kHandlePages * kSglPageSize;
+    for (int iter = 0; iter < 3000; ++iter) {
+        const SglLimits limits{.max_sge = 1 + static_cast<uint32_t>(rng() % 1200), .sge_align_log2 = 0,
+                               .max_xfer_log2 = 24, .inline_descriptors = 1 + static_cast<uint32_t>(iter % 2)};
+        const uint32_t n = 1 + static_cast<uint32_t>(rng() % 400);
+        std::vector<DmaSegment> segs;
+        for (uint32_t i = 0; i < n; ++i) {
+            const uint64_t len = 1 + rng() % (3 * kSglPageSize);
+            const uint64_t at = kData + rng() % (end - kData - len);
+            // Now and then the next segment follows on from the last.
+            if (!segs.empty() && rng() % 3 == 0 && segs.back().iova + segs.back().len + len <= end)
+                segs.push_back({segs.back().iova + segs.back().len, len});
+            else
+                segs.push_back({at, len});
+        }
+        SglDescriptor d1{}, d2{};
+        auto r = build_sgl(segs, limits, pool_, d1, d2, &bus_);
+        const auto want = reference_physical(segs);
+        if (want.size() > limits.max_sge) {
+            ASSERT_EQ(r.error, SglError::kTooManyDescriptors) << "iteration " << iter;
+            continue;
+        }
+        ASSERT_EQ(r.error, SglError::kNone) << "iteration " << iter << ": " << describe(r, segs, limits);
+        ASSERT_EQ(r.descriptors, want.size()) << "iteration " << iter;
+        const auto got = decode(d1, d2);
+        ASSERT_EQ(got.size(), want.size()) << "iteration " << iter;
+        for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_EQ(got[i].iova, want[i].iova) << "iteration " << iter << " descriptor " << i;
+            ASSERT_EQ(got[i].len, want[i].len) << "iteration " << iter << " descriptor " << i;
+        }
+        pool_.give_chain(r.first_page);
+        ASSERT_EQ(pool_.free_pages(), kPages);
+    }
+}
+
+TEST(BusAddressMap, TranslatesHandlesAndRunsUntilAPageIsElsewhere) {
+    BusAddressMap map;
+    constexpr uint64_t P = BusAddressMap::kPageSize, base = BusAddressMap::kBase + (uint64_t{5} << 30) - 2 * P;
+    // Four pages across a 1 GiB chunk boundary: two contiguous, then a jump, then one more after it.
+    const uint64_t pages[] = {0x10000000, 0x10001000, 0x20000000, 0x20001000};
+    ASSERT_TRUE(map.set(base, pages));
+    auto r = map.translate(base + 0x10, 4 * P);
+    EXPECT_EQ(r.address, 0x10000010u);
+    EXPECT_EQ(r.len, 2 * P - 0x10) << "runs to the end of the contiguous pages";
+    r = map.translate(base + 2 * P + 8, 100);
+    EXPECT_EQ(r.address, 0x20000008u);
+    EXPECT_EQ(r.len, 100u) << "never beyond what was asked";
+    r = map.translate(base + 2 * P, 2 * P);
+    EXPECT_EQ(r.len, 2 * P) << "contiguous across the chunk boundary";
+    EXPECT_EQ(map.translate(base + 4 * P, 1).address, 0u) << "past the mapped pages";
+    EXPECT_EQ(map.translate(0x1000, 1).address, 0u) << "below the handle space";
+    EXPECT_EQ(map.translate(~uint64_t{0} - P, 1).address, 0u) << "above it";
+    map.clear(base + P, P);
+    EXPECT_EQ(map.translate(base + P, 1).address, 0u);
+    EXPECT_EQ(map.translate(base, 2 * P).len, P) << "a cleared page ends a run";
+    EXPECT_FALSE(map.set(0x1000, pages)) << "outside the handle space";
+    EXPECT_FALSE(map.set(base + 1, pages)) << "not page aligned";
 }
 
 }  // namespace
