@@ -3,6 +3,7 @@
 // (VFIOQ_TEST_DEVICE names it): the kernel VFIO transport under a real IOMMU.
 // The controller is driven with raw NVMe registers and one admin command, so
 // that DMA both ways, MSI-X and reset are proven without any profile code.
+// In no-IOMMU mode (VFIOQ_UNSAFE_NOIOMMU=1) the same runs on physical addresses.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -32,6 +33,13 @@ struct Nvme {
     UniqueFd irq;
     uint32_t dstrd = 0;
     uint16_t sq_tail = 0;
+
+    // What the controller is given for a buffer: its IOVA, or without an IOMMU its physical address.
+    uint64_t address(const DmaBuffer& b) {
+        auto a = dev->dma().device_address(b.iova(), b.size());
+        EXPECT_TRUE(a) << a.error().message;
+        return a ? *a : 0;
+    }
 
     bool wait_csts(uint32_t rdy) {
         for (int i = 0; i < 2000; ++i) {
@@ -63,8 +71,8 @@ struct Nvme {
         const int fd = irq.get();
         ASSERT_TRUE(dev->transport().set_irq_eventfds(kMsix, 0, {&fd, 1}));
         ASSERT_TRUE(dev->write32(kBar, kAqa, (63u << 16) | 63u));
-        ASSERT_TRUE(dev->write64(kBar, kAsq, asq.iova()));
-        ASSERT_TRUE(dev->write64(kBar, kAcq, acq.iova()));
+        ASSERT_TRUE(dev->write64(kBar, kAsq, address(asq)));
+        ASSERT_TRUE(dev->write64(kBar, kAcq, address(acq)));
         ASSERT_TRUE(dev->write32(kBar, kCc, 1u | 6u << 16 | 4u << 20));  // EN, 64-byte SQEs, 16-byte CQEs
         ASSERT_TRUE(wait_csts(1));
     }
@@ -104,8 +112,14 @@ TEST(KernelVfio, ConfigSpaceRegionsAndIommuInfo) {
     EXPECT_GE(irq->count, 1u);
     EXPECT_TRUE(irq->eventfd);
     const auto& limits = (*d)->transport().dma_limits();
-    EXPECT_FALSE(limits.iova_ranges.empty());
     EXPECT_TRUE(limits.pins_memory);
+    if (std::getenv("VFIOQ_UNSAFE_NOIOMMU")) {
+        EXPECT_TRUE(limits.physical_addresses) << "no IOMMU: the device is given physical addresses";
+        EXPECT_TRUE((*d)->dma().physical_addresses());
+    } else {
+        EXPECT_FALSE(limits.physical_addresses);
+        EXPECT_FALSE(limits.iova_ranges.empty()) << "the IOMMU reports its usable IOVA ranges";
+    }
 }
 
 TEST(KernelVfio, AdminCommandMovesDataThroughTheIommuAndRaisesMsix) {
@@ -113,7 +127,7 @@ TEST(KernelVfio, AdminCommandMovesDataThroughTheIommuAndRaisesMsix) {
     n.bring_up();
     if (HasFatalFailure()) return;
     std::memset(n.data.data(), 0xEE, 4096);
-    ASSERT_EQ(n.identify(n.data.iova()), 0);
+    ASSERT_EQ(n.identify(n.address(n.data)), 0);
     uint16_t vid;
     std::memcpy(&vid, n.data.data(), 2);
     EXPECT_EQ(vid, 0x1b36u) << "Identify data came back by DMA";
@@ -123,7 +137,9 @@ TEST(KernelVfio, AdminCommandMovesDataThroughTheIommuAndRaisesMsix) {
     auto* page = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(plain.data()) + 4095) & ~uintptr_t{4095});
     auto reg = n.dev->dma().register_memory(page, 4096);
     ASSERT_TRUE(reg) << reg.error().message;
-    ASSERT_EQ(n.identify(reg->iova_of(page)), 0);
+    auto reg_address = n.dev->dma().device_address(reg->iova_of(page), 4096);
+    ASSERT_TRUE(reg_address) << reg_address.error().message;
+    ASSERT_EQ(n.identify(*reg_address), 0);
     std::memcpy(&vid, page, 2);
     EXPECT_EQ(vid, 0x1b36u);
 }
@@ -164,7 +180,7 @@ TEST(KernelVfio, ResetReturnsTheControllerToIdle) {
     Nvme again;
     again.bring_up();
     if (HasFatalFailure()) return;
-    EXPECT_EQ(again.identify(again.data.iova()), 0);
+    EXPECT_EQ(again.identify(again.address(again.data)), 0);
 }
 
 }  // namespace
