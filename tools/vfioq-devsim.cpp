@@ -50,6 +50,8 @@ void usage(FILE* out) {
                "  --latency-us N       each command completes no sooner than N us after it is fetched (0)\n"
                "  --out-of-order       post the completions that are ready together in random order\n"
                "  --seed N             seed for out-of-order completion (1)\n"
+               "  --null-data          complete READs and WRITEs without moving data (for measuring the driver)\n"
+               "  --cpu N              run the doorbell thread on CPU N\n"
                "  --idle-spin-us N     how long the doorbell thread spins before it sleeps (200)\n"
                "  --corrupt-reads-every N  flip one bit in every Nth READ (a broken card; 0 = never)\n"
                "  --log-level LEVEL    trace, debug, info, warn, error (or VFIOQ_LOG)\n");
@@ -126,6 +128,8 @@ int main(int argc, char** argv) {
         {"--seed", [&](std::string_view v) { config.seed = number("--seed", v, ~0ull); }},
         {"--idle-spin-us",
          [&](std::string_view v) { config.idle_spin = std::chrono::microseconds(number("--idle-spin-us", v, 10000000)); }},
+        {"--null-data", [&](std::string_view) { config.null_data = true; }},
+        {"--cpu", [&](std::string_view v) { config.cpu = static_cast<int>(number("--cpu", v, 4095)); }},
         {"--corrupt-reads-every",
          [&](std::string_view v) { config.corrupt_reads_every = number("--corrupt-reads-every", v, ~0ull); }},
         {"--log-level", [&](std::string_view v) { log_level = v; }},
@@ -149,7 +153,7 @@ int main(int argc, char** argv) {
             usage(stderr);
             return 2;
         }
-        const bool flag = name == "--out-of-order";
+        const bool flag = name == "--out-of-order" || name == "--null-data";
         if (!has_value && !flag) {
             if (i + 1 >= argc) vfioq::cli::fail(kTool, fmt::format("{} needs a value", name), 2);
             value = argv[++i];

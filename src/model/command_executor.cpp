@@ -46,6 +46,7 @@ CommandOutcome CommandExecutor::execute(uint16_t qid, const sgq::SubmissionEntry
         return {Status::kSglLengthMismatch, 0};
     }
     if (auto forced = device_.take_forced_status()) return {static_cast<Status>(*forced), 0};
+    if (cfg.null_data) return {Status::kSuccess, sqe.length};
     uint32_t moved = 0;
     const Status s = move_data(qid, sqe, epoch, moved);
     return {s, moved};

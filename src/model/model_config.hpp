@@ -53,6 +53,13 @@ struct ModelConfig {
     std::chrono::microseconds idle_spin{200};
     std::chrono::microseconds max_idle_sleep{1000};
 
+    // For measuring the driver rather than the model: a READ or WRITE that
+    // passes every check completes as if its data moved, and none does.
+    bool null_data = false;
+    // The CPU the doorbell thread runs on (-1: wherever the scheduler puts it),
+    // so that a benchmark can keep the model off the driver's core.
+    int cpu = -1;
+
     // A deliberately broken card, to prove the checks that should catch it:
     // every Nth READ flips one bit of the data it delivers (0: never).
     uint64_t corrupt_reads_every = 0;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "queue_processor.hpp"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -36,6 +37,14 @@ void QueueProcessor::start() {
     seen_epoch_ = device_.epoch();
     for (uint32_t i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { worker(); });
     thread_ = std::thread([this] { run(); });
+    if (config_.cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(config_.cpu, &set);
+        if (int err = ::pthread_setaffinity_np(thread_.native_handle(), sizeof(set), &set); err != 0)
+            log::get(log::kModel)->warn("model: cannot pin the doorbell thread to CPU {}: {}", config_.cpu,
+                                        std::strerror(err));
+    }
 }
 
 void QueueProcessor::stop() {
