@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# vfioq-perf as a lab engineer runs it: the report in text, JSON and CSV, the
+# workload options, verification that catches a corrupting card, and clear
+# refusals. Figures are checked for sense, never for speed.
+set -euo pipefail
+build=${1:?usage: test_perf.sh BUILD_DIR}
+tools=$build/tools
+tmp=$(mktemp -d)
+devsim_pid=
+cleanup() {
+    [ -n "$devsim_pid" ] && kill "$devsim_pid" 2>/dev/null && wait "$devsim_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+passed=0 failed=0
+check() {  # check NAME COMMAND...: the command must succeed
+    if "${@:2}" >"$tmp/out" 2>&1; then passed=$((passed + 1)); else
+        failed=$((failed + 1)); echo "FAIL: $1"; cat "$tmp/out"; fi
+}
+perf() { "$tools/vfioq-perf" --warmup 0.2 --duration 1 "$@"; }
+json() {  # json FILE PYTHON-EXPRESSION-ON-r: must be true
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"
+}
+
+# The default run: the model in null mode, the report with its references.
+perf --json "$tmp/r.json" --csv "$tmp/r.csv" >"$tmp/text" 2>&1
+for section in "Total IO" "Latency (us)" "9-nines" "driver ns/cmd" "memory per queue pair" "io_uring NOP" \
+    "cache-line round trip" "memcpy, one thread" "model in null mode"; do
+    check "the text report has '$section'" grep -qF "$section" "$tmp/text"
+done
+check "JSON: commands were counted and moved bytes" json "$tmp/r.json" "r['total']['ios'] > 0 and r['total']['bytes'] == r['total']['ios'] * 4096"
+check "JSON: latency percentiles from min to max, in order" json "$tmp/r.json" \
+    "[p['percentile'] for p in r['total']['latency']['total']['percentiles']][0] == 0 and all(a['us'] <= b['us'] for a, b in zip(r['total']['latency']['total']['percentiles'], r['total']['latency']['total']['percentiles'][1:]))"
+check "JSON: the references were measured" json "$tmp/r.json" \
+    "r['references']['io_uring_nop_ns'] > 0 and r['references']['cache_line_round_trip_ns'] > 0 and r['references']['memcpy_gib_per_s'] > 0"
+check "JSON: ratios to the references" json "$tmp/r.json" "r['ratios']['driver_cpu_per_command_to_io_uring_nop'] > 0"
+check "JSON: driver CPU and memory per queue pair" json "$tmp/r.json" \
+    "r['total']['driver_ns_per_command'] > 0 and r['total']['queue_pair_memory_bytes'] > 0"
+check "CSV: a header, one thread and the total" bash -c "[ \$(wc -l <'$tmp/r.csv') -eq 3 ] && head -1 '$tmp/r.csv' | grep -q '^thread,queue_pair,cpu,bytes,ios' && tail -1 '$tmp/r.csv' | grep -q '^total,'"
+check "--json - prints JSON alone" bash -c "'$tools/vfioq-perf' --duration 0.3 --warmup 0 --no-references --json - | python3 -c 'import json,sys; json.load(sys.stdin)'"
+
+# Workload options.
+perf --queue-pairs 2 --depth 4096 --duration 0 --ios 20000 --no-references --json "$tmp/q.json" >/dev/null 2>&1
+check "two queue pairs at depth 4096 each measure their I/O count" json "$tmp/q.json" \
+    "len(r['threads']) == 2 and all(t['ios'] >= 20000 for t in r['threads']) and r['threads'][0]['queue_pair'] != r['threads'][1]['queue_pair']"
+perf --interrupts --depth 32 --no-references --json "$tmp/i.json" >/dev/null 2>&1
+check "interrupt mode takes interrupts" json "$tmp/i.json" "r['workload']['mode'] == 'interrupts' and r['total']['interrupts_per_command'] > 0"
+perf --read-percent 30 --sequential --block-size 512,4096,65536 --segments 4 --registration per-io \
+    --model-mode data --no-references --json "$tmp/m.json" >"$tmp/mix" 2>&1
+check "a read/write mix reports both" json "$tmp/m.json" "r['total']['read_ios'] > 0 and r['total']['write_ios'] > 0"
+check "a mix prints Read IO and Write IO tables" bash -c "grep -q '^Read IO' '$tmp/mix' && grep -q '^Write IO' '$tmp/mix'"
+check "a size distribution moves whole blocks of those sizes" json "$tmp/m.json" \
+    "r['total']['bytes'] % 512 == 0 and r['total']['bytes'] > r['total']['ios'] * 512"
+check "verification in data mode finds every byte as written" perf --verify --depth 64 --segments 3 --block-size 4096,1000 --no-references
+
+# A card that corrupts data: verification must fail and name the command.
+sock=$tmp/card.sock
+"$tools/vfioq-devsim" --socket "$sock" --log-level error --corrupt-reads-every 5 &
+devsim_pid=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+set +e
+perf "vfio-user:$sock" --verify --depth 8 --no-references >"$tmp/bad" 2>&1
+status=$?
+set -e
+check "vfioq-perf --verify exits 1 on corrupted data" test "$status" -eq 1
+check "the mismatch names queue, CID and card address" grep -Eq "queue [0-9]+ CID [0-9]+: the [0-9]+ bytes read back at card address 0x[0-9a-f]+ are not what was written" "$tmp/bad"
+kill -TERM "$devsim_pid"; wait "$devsim_pid"; devsim_pid=
+
+# The model in its own process in null mode, reached by socket.
+"$tools/vfioq-devsim" --socket "$sock" --log-level error --null-data &
+devsim_pid=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+check "vfioq-perf over vfio-user against vfioq-devsim --null-data" perf "vfio-user:$sock" --depth 64 --no-references
+kill -TERM "$devsim_pid"; wait "$devsim_pid"; devsim_pid=
+
+# Refusals: exit 2 and say why.
+refuses() {  # refuses MESSAGE ARGS...
+    local message=$1 status=0
+    shift
+    "$tools/vfioq-perf" "$@" >"$tmp/err" 2>&1 || status=$?
+    [ "$status" -eq 2 ] && grep -qF -- "$message" "$tmp/err"
+}
+check "depth 0 is refused" refuses "--depth takes a number from 1 to 4096" --depth 0
+check "verify in null mode is refused" refuses "--verify needs data to move" --verify --model-mode null
+check "more segments than the card carries are refused" refuses "more than the device's 1024" --segments 2000 --block-size 1048576
+check "more queue pairs than the card has are refused" refuses "the device has 16" --queue-pairs 17
+check "an unknown device is refused" refuses "unknown device address" card0
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

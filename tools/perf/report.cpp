@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: MIT
+#include "report.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace vfioq::perf {
+
+namespace {
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+std::string percentile_name(double p) {
+    if (p == 0) return "min";
+    if (p == 100) return "max";
+    if (p < 99.9) return fmt::format("{:g}th", p);
+    // 99.9 -> 3-nines, as diskspd names them.
+    return fmt::format("{}-nines", static_cast<int>(std::lround(-std::log10(100 - p))) + 2);
+}
+
+uint64_t percentile_of(const LatencyHistogram& h, double p) {
+    if (p == 0) return h.min();
+    if (p == 100) return h.max();
+    return h.percentile(p);
+}
+
+const char* pattern_name(const Workload& w) { return w.random ? "random" : "sequential"; }
+
+std::string block_sizes(const Workload& w) {
+    std::string s;
+    for (auto b : w.block_sizes) s += (s.empty() ? "" : ",") + std::to_string(b);
+    return s;
+}
+
+double ratio(double a, double b) { return b > 0 ? a / b : 0; }
+
+}  // namespace
+
+const std::vector<double>& report_percentiles() {
+    static const std::vector<double> p = {0,       25,       50,        75,         90,          95,          99,
+                                          99.9,    99.99,    99.999,    99.9999,    99.99999,    99.999999,   99.9999999,
+                                          100};
+    return p;
+}
+
+Figures figures(const Report& r, int thread) {
+    Figures f;
+    double cpu_s = 0, iops_var_sum = 0;
+    uint32_t n = 0;
+    for (const auto& t : r.threads) {
+        if (thread >= 0 && t.thread != static_cast<uint32_t>(thread)) continue;
+        ++n;
+        f.read_ios += t.ios[0];
+        f.write_ios += t.ios[1];
+        f.bytes += t.bytes[0] + t.bytes[1];
+        f.seconds = std::max(f.seconds, t.seconds);
+        f.read.merge(t.latency[0]);
+        f.write.merge(t.latency[1]);
+        f.user_pct += t.seconds > 0 ? 100 * t.user_s / t.seconds : 0;
+        f.kernel_pct += t.seconds > 0 ? 100 * t.kernel_s / t.seconds : 0;
+        cpu_s += t.user_s + t.kernel_s;
+        f.qp_memory += t.qp_after.memory_bytes;
+        f.sq_doorbells_per_cmd += static_cast<double>(t.qp_after.sq_doorbells - t.qp_before.sq_doorbells);
+        f.cq_doorbells_per_cmd += static_cast<double>(t.qp_after.cq_doorbells - t.qp_before.cq_doorbells);
+        f.interrupts_per_cmd += static_cast<double>(t.qp_after.interrupts - t.qp_before.interrupts);
+        f.errors += t.errors;
+        f.mismatches += t.mismatches;
+        f.device_errors += t.qp_after.device_errors;
+        // IOPS deviation over the whole intervals of the window; threads' deviations add as variances.
+        const double interval_s = static_cast<double>(r.run.workload.interval_ns) / 1e9;
+        const auto full = static_cast<size_t>(std::floor(t.seconds / interval_s + 1e-9));
+        if (full >= 2) {
+            double sum = 0, sq = 0;
+            for (size_t i = 0; i < full && i < t.interval_ios.size(); ++i) {
+                const double v = static_cast<double>(t.interval_ios[i]) / interval_s;
+                sum += v;
+                sq += v * v;
+            }
+            const double m = sum / static_cast<double>(full);
+            iops_var_sum += std::max(0.0, sq / static_cast<double>(full) - m * m);
+        }
+    }
+    f.ios = f.read_ios + f.write_ios;
+    f.all.merge(f.read);
+    f.all.merge(f.write);
+    if (n > 1) f.qp_memory /= n;  // per queue pair
+    if (f.seconds > 0) {
+        f.mib_s = static_cast<double>(f.bytes) / kMiB / f.seconds;
+        f.iops = static_cast<double>(f.ios) / f.seconds;
+    }
+    f.iops_stddev = std::sqrt(iops_var_sum);
+    f.lat_avg_us = f.all.mean() / 1000;
+    f.lat_stddev_us = f.all.stddev() / 1000;
+    if (f.ios) {
+        const auto ios = static_cast<double>(f.ios);
+        f.driver_ns_per_cmd = cpu_s * 1e9 / ios;
+        f.sq_doorbells_per_cmd /= ios;
+        f.cq_doorbells_per_cmd /= ios;
+        f.interrupts_per_cmd /= ios;
+    }
+    return f;
+}
+
+void print_text(FILE* out, const Report& r) {
+    const Workload& w = r.run.workload;
+    fmt::print(out, "vfioq-perf on {} ({}{}), {} queue pair{}, {:.2f} s measured after {:.2f} s of warm-up\n",
+               r.run.device, r.run.profile, r.run.model_mode.empty() ? "" : ", model in " + r.run.model_mode + " mode",
+               r.threads.size(), r.threads.size() == 1 ? "" : "s", r.run.duration_s, r.run.warmup_s);
+    fmt::print(out, "  {}% reads, {}, {}-byte blocks, depth {}, {} segment{} a command, {}, {} buffers{}\n",
+               w.read_percent, pattern_name(w), block_sizes(w), w.depth, w.segments, w.segments == 1 ? "" : "s",
+               w.interrupts ? "interrupts" : "polled", w.registration == BufferMode::kPreRegistered ? "pre-registered" : "per-I/O registered",
+               w.verify ? ", every read verified" : "");
+    fmt::print(out, "  host {}, {} CPUs ({}), started {}\n\n", r.run.host, r.run.cpus, r.run.cpu_model, r.run.started);
+
+    auto io_table = [&](const char* title, auto pick) {
+        fmt::print(out, "{}\n", title);
+        fmt::print(out, "{:>7} | {:>14} | {:>11} | {:>10} | {:>11} | {:>10} | {:>10} | {:>10} | {:>3}\n", "thread",
+                   "bytes", "I/Os", "MiB/s", "I/O per s", "IopsStdDev", "AvgLat us", "LatStdDev", "QP");
+        auto row = [&](const std::string& name, const Figures& f, const std::string& qp) {
+            const auto [ios, bytes, h] = pick(f);
+            const double s = f.seconds > 0 ? f.seconds : 1;
+            fmt::print(out, "{:>7} | {:>14} | {:>11} | {:>10.2f} | {:>11.2f} | {:>10.2f} | {:>10.3f} | {:>10.3f} | {:>3}\n",
+                       name, bytes, ios, static_cast<double>(bytes) / kMiB / s, static_cast<double>(ios) / s,
+                       f.iops_stddev, h.mean() / 1000, h.stddev() / 1000, qp);
+        };
+        for (const auto& t : r.threads) row(std::to_string(t.thread), figures(r, static_cast<int>(t.thread)), std::to_string(t.qid));
+        row("total", figures(r, -1), "");
+        fmt::print(out, "\n");
+    };
+    struct Pick {
+        uint64_t ios, bytes;
+        const LatencyHistogram& h;
+    };
+    io_table("Total IO", [&](const Figures& f) { return Pick{f.ios, f.bytes, f.all}; });
+    if (w.read_percent > 0 && w.read_percent < 100) {
+        io_table("Read IO", [&](const Figures& f) {
+            return Pick{f.read_ios, static_cast<uint64_t>(f.read_ios ? f.bytes * f.read_ios / f.ios : 0), f.read};
+        });
+        io_table("Write IO", [&](const Figures& f) {
+            return Pick{f.write_ios, static_cast<uint64_t>(f.write_ios ? f.bytes * f.write_ios / f.ios : 0), f.write};
+        });
+    }
+
+    const Figures total = figures(r, -1);
+    fmt::print(out, "Latency (us)\n{:>10} | {:>12} | {:>12} | {:>12}\n", "%-ile", "Read", "Write", "Total");
+    for (double p : report_percentiles()) {
+        auto cell = [&](const LatencyHistogram& h) {
+            return h.count() ? fmt::format("{:.3f}", static_cast<double>(percentile_of(h, p)) / 1000) : std::string("N/A");
+        };
+        fmt::print(out, "{:>10} | {:>12} | {:>12} | {:>12}\n", percentile_name(p), cell(total.read), cell(total.write),
+                   cell(total.all));
+    }
+
+    fmt::print(out, "\nCPU\n{:>7} | {:>4} | {:>7} | {:>7} | {:>13}\n", "thread", "cpu", "user %", "kernel %",
+               "driver ns/cmd");
+    for (const auto& t : r.threads) {
+        const Figures f = figures(r, static_cast<int>(t.thread));
+        fmt::print(out, "{:>7} | {:>4} | {:>7.2f} | {:>8.2f} | {:>13.1f}\n", t.thread,
+                   t.cpu < 0 ? std::string("any") : std::to_string(t.cpu), f.user_pct, f.kernel_pct,
+                   f.driver_ns_per_cmd);
+    }
+    fmt::print(out, "{:>7} | {:>4} | {:>7.2f} | {:>8.2f} | {:>13.1f}\n\n", "total", "", total.user_pct,
+               total.kernel_pct, total.driver_ns_per_cmd);
+
+    fmt::print(out, "Driver\n");
+    fmt::print(out, "  memory per queue pair   {:.2f} MiB (rings, descriptor pages, trackers)\n",
+               static_cast<double>(total.qp_memory) / kMiB);
+    fmt::print(out, "  SQ doorbells per command {:.4f}, CQ doorbells per command {:.4f}, interrupts per command {:.4f}\n",
+               total.sq_doorbells_per_cmd, total.cq_doorbells_per_cmd, total.interrupts_per_cmd);
+    fmt::print(out, "  failed commands {}, verify mismatches {}, bad completions from the device {}\n\n", total.errors,
+               total.mismatches, total.device_errors);
+
+    const References& ref = r.refs;
+    fmt::print(out, "References (this machine, this run)\n");
+    if (ref.io_uring_error.empty())
+        fmt::print(out, "  io_uring NOP              {:8.1f} ns per operation (batches of {}); driver CPU per command "
+                        "is {:.3f} x that\n",
+                   ref.io_uring_nop_ns, ref.io_uring_batch, ratio(total.driver_ns_per_cmd, ref.io_uring_nop_ns));
+    else
+        fmt::print(out, "  io_uring NOP              not measured: {}\n", ref.io_uring_error);
+    fmt::print(out, "  cache-line round trip     {:8.1f} ns (CPUs {} and {}); average latency is {:.2f} x that{}\n",
+               ref.cache_line_rtt_ns, ref.cache_line_cpus[0], ref.cache_line_cpus[1],
+               ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns), w.depth == 1 ? "" : " (a floor at depth 1 only)");
+    fmt::print(out, "  memcpy, one thread        {:8.2f} GiB/s; the run moved {:.3f} x that{}\n", ref.memcpy_gib_s,
+               ratio(total.mib_s, ref.memcpy_gib_s * 1024), r.run.model_mode == "null" ? " (null mode moves no data)" : "");
+    if (!r.threads.empty()) {
+        std::string first;
+        for (const auto& t : r.threads)
+            if (!t.first_error.empty()) {
+                first = t.first_error;
+                break;
+            }
+        if (!first.empty()) fmt::print(out, "\nFirst error: {}\n", first);
+    }
+}
+
+nlohmann::json to_json(const Report& r) {
+    using nlohmann::json;
+    const Workload& w = r.run.workload;
+    json j;
+    j["tool"] = "vfioq-perf";
+    j["run"] = {{"device", r.run.device},     {"profile", r.run.profile},   {"model_mode", r.run.model_mode},
+                {"model_cpu", r.run.model_cpu}, {"host", r.run.host},       {"cpu_model", r.run.cpu_model},
+                {"cpus", r.run.cpus},           {"started", r.run.started}, {"duration_s", r.run.duration_s},
+                {"warmup_s", r.run.warmup_s}};
+    j["workload"] = {{"read_percent", w.read_percent},
+                     {"pattern", pattern_name(w)},
+                     {"block_sizes", w.block_sizes},
+                     {"depth", w.depth},
+                     {"batch", w.batch},
+                     {"segments", w.segments},
+                     {"mode", w.interrupts ? "interrupts" : "polled"},
+                     {"registration", w.registration == BufferMode::kPreRegistered ? "pre" : "per-io"},
+                     {"verify", w.verify},
+                     {"ios_per_thread", w.ios},
+                     {"iops_interval_ms", w.interval_ns / 1'000'000}};
+    auto latency = [](const LatencyHistogram& h) {
+        json l = {{"count", h.count()}, {"avg_us", h.mean() / 1000}, {"stddev_us", h.stddev() / 1000}};
+        json p = json::array();
+        for (double q : report_percentiles())
+            p.push_back({{"percentile", q}, {"us", static_cast<double>(percentile_of(h, q)) / 1000}});
+        l["percentiles"] = p;
+        json buckets = json::array();
+        h.for_each_bucket([&](uint64_t lower_ns, uint64_t count) { buckets.push_back({lower_ns, count}); });
+        l["histogram_ns"] = buckets;  // [lower bound, count] of every non-empty bucket
+        return l;
+    };
+    auto figures_json = [&](const Figures& f) {
+        return json{{"bytes", f.bytes},
+                    {"ios", f.ios},
+                    {"read_ios", f.read_ios},
+                    {"write_ios", f.write_ios},
+                    {"seconds", f.seconds},
+                    {"mib_per_s", f.mib_s},
+                    {"iops", f.iops},
+                    {"iops_stddev", f.iops_stddev},
+                    {"latency", {{"read", latency(f.read)}, {"write", latency(f.write)}, {"total", latency(f.all)}}},
+                    {"cpu", {{"user_percent", f.user_pct}, {"kernel_percent", f.kernel_pct}}},
+                    {"driver_ns_per_command", f.driver_ns_per_cmd},
+                    {"queue_pair_memory_bytes", f.qp_memory},
+                    {"sq_doorbells_per_command", f.sq_doorbells_per_cmd},
+                    {"cq_doorbells_per_command", f.cq_doorbells_per_cmd},
+                    {"interrupts_per_command", f.interrupts_per_cmd},
+                    {"failed_commands", f.errors},
+                    {"verify_mismatches", f.mismatches},
+                    {"device_errors", f.device_errors}};
+    };
+    j["threads"] = json::array();
+    for (const auto& t : r.threads) {
+        json tj = figures_json(figures(r, static_cast<int>(t.thread)));
+        tj["thread"] = t.thread;
+        tj["queue_pair"] = t.qid;
+        tj["cpu"] = t.cpu;
+        tj["iops_by_interval"] = json::array();
+        const double interval_s = static_cast<double>(w.interval_ns) / 1e9;
+        for (size_t i = 0; i < t.interval_ios.size() && (static_cast<double>(i) + 1) * interval_s <= t.seconds + 1e-9; ++i)
+            tj["iops_by_interval"].push_back(static_cast<double>(t.interval_ios[i]) / interval_s);
+        if (!t.first_error.empty()) tj["first_error"] = t.first_error;
+        j["threads"].push_back(tj);
+    }
+    const Figures total = figures(r, -1);
+    j["total"] = figures_json(total);
+    const References& ref = r.refs;
+    j["references"] = {{"io_uring_nop_ns", ref.io_uring_nop_ns},
+                       {"io_uring_batch", ref.io_uring_batch},
+                       {"io_uring_error", ref.io_uring_error},
+                       {"cache_line_round_trip_ns", ref.cache_line_rtt_ns},
+                       {"memcpy_gib_per_s", ref.memcpy_gib_s}};
+    j["ratios"] = {{"driver_cpu_per_command_to_io_uring_nop", ratio(total.driver_ns_per_cmd, ref.io_uring_nop_ns)},
+                   {"average_latency_to_cache_line_round_trip", ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns)},
+                   {"throughput_to_memcpy", ratio(total.mib_s, ref.memcpy_gib_s * 1024)}};
+    return j;
+}
+
+std::string to_csv(const Report& r) {
+    std::string out =
+        "thread,queue_pair,cpu,bytes,ios,read_ios,write_ios,seconds,mib_per_s,iops,iops_stddev,lat_avg_us,"
+        "lat_stddev_us";
+    for (double p : report_percentiles()) out += ",lat_" + percentile_name(p) + "_us";
+    out += ",user_percent,kernel_percent,driver_ns_per_command,queue_pair_memory_bytes,failed_commands\n";
+    auto row = [&](const std::string& thread, const std::string& qp, const std::string& cpu, const Figures& f) {
+        out += fmt::format("{},{},{},{},{},{},{},{:.6f},{:.3f},{:.3f},{:.3f},{:.3f},{:.3f}", thread, qp, cpu, f.bytes,
+                           f.ios, f.read_ios, f.write_ios, f.seconds, f.mib_s, f.iops, f.iops_stddev, f.lat_avg_us,
+                           f.lat_stddev_us);
+        for (double p : report_percentiles())
+            out += fmt::format(",{:.3f}", static_cast<double>(percentile_of(f.all, p)) / 1000);
+        out += fmt::format(",{:.2f},{:.2f},{:.1f},{},{}\n", f.user_pct, f.kernel_pct, f.driver_ns_per_cmd,
+                           f.qp_memory, f.errors);
+    };
+    for (const auto& t : r.threads)
+        row(std::to_string(t.thread), std::to_string(t.qid), std::to_string(t.cpu), figures(r, static_cast<int>(t.thread)));
+    row("total", "", "", figures(r, -1));
+    return out;
+}
+
+}  // namespace vfioq::perf

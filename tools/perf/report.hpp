@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+// vfioq-perf's report: diskspd's figures (bytes, I/Os, MiB/s, IOPS and its
+// standard deviation, latency average, deviation and percentiles, CPU per
+// thread) and the driver's own (CPU per command, memory per queue pair,
+// doorbells and interrupts per command), with the references of the same run
+// as ratios. As text, JSON or CSV.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "references.hpp"
+#include "workload.hpp"
+
+namespace vfioq::perf {
+
+struct RunInfo {
+    std::string device;       // as given: model, vfio-user:PATH, a PCI address
+    std::string profile;      // SGQ or NVMe
+    std::string model_mode;   // null or data for the built-in model; empty otherwise
+    int model_cpu = -1;
+    std::string host, cpu_model, started;
+    uint32_t cpus = 0;
+    double duration_s = 0, warmup_s = 0;
+    Workload workload;
+};
+
+struct Report {
+    RunInfo run;
+    std::vector<ThreadResult> threads;
+    References refs;
+};
+
+// The percentiles diskspd prints: min, 25 ... 99.9999999, max (min and max as 0 and 100).
+const std::vector<double>& report_percentiles();
+
+// Figures of one thread, or of all (thread = -1).
+struct Figures {
+    uint64_t bytes = 0, ios = 0, read_ios = 0, write_ios = 0;
+    double seconds = 0, mib_s = 0, iops = 0, iops_stddev = 0;
+    double lat_avg_us = 0, lat_stddev_us = 0;
+    double user_pct = 0, kernel_pct = 0;
+    double driver_ns_per_cmd = 0;  // the thread's CPU time over its commands
+    uint64_t qp_memory = 0;
+    double sq_doorbells_per_cmd = 0, cq_doorbells_per_cmd = 0, interrupts_per_cmd = 0;
+    uint64_t errors = 0, mismatches = 0, device_errors = 0;
+    LatencyHistogram read, write, all;
+};
+Figures figures(const Report& r, int thread);
+
+void print_text(FILE* out, const Report& r);
+nlohmann::json to_json(const Report& r);
+std::string to_csv(const Report& r);
+
+}  // namespace vfioq::perf
