@@ -86,5 +86,27 @@ check "more segments than the card carries are refused" refuses "more than the d
 check "more queue pairs than the card has are refused" refuses "the device has 16" --queue-pairs 17
 check "an unknown device is refused" refuses "unknown device address" card0
 
+# The pictures and the diskspd comparison, from reports of this run.
+scripts=$(cd "$(dirname "$0")/../../scripts" && pwd)
+sample=$(cd "$(dirname "$0")/../perf" && pwd)/diskspd-4k-random-read.xml
+for d in 1 32; do perf --depth "$d" --duration 0.5 --no-references --json "$tmp/d$d.json" >/dev/null 2>&1; done
+check "perf-plot draws latency pictures and depth scaling" "$scripts/perf-plot" --out "$tmp/plots" "$tmp/d1.json" "$tmp/d32.json"
+for f in latency-d1 latency-d32 depth-scaling; do
+    check "$f.png is a PNG" bash -c "head -c 8 '$tmp/plots/$f.png' | od -An -c | grep -q 'P   N   G'"
+done
+check "perf-plot draws SVG too" bash -c "'$scripts/perf-plot' --format svg --out '$tmp/svg' '$tmp/d1.json' && grep -q '<svg' '$tmp/svg/latency-d1.svg'"
+check "perf-plot refuses what is not a report" bash -c "! '$scripts/perf-plot' '$sample' 2>'$tmp/err' && grep -q 'perf-plot: ' '$tmp/err'"
+"$scripts/perf-compare-diskspd" "$sample" "$tmp/d32.json" --plot "$tmp/cmp.png" >"$tmp/cmp" 2>&1 || true
+check "perf-compare-diskspd lays the figures side by side" bash -c \
+    "grep -Eq '^IOPS +\\| +1248000.00 \\| +[0-9.]+ \\| +[0-9.]+\$' '$tmp/cmp' && grep -q '^latency 9-nines us' '$tmp/cmp' && grep -q '^MiB/s' '$tmp/cmp'"
+check "perf-compare-diskspd reads diskspd's CPU and IOPS deviation" bash -c \
+    "grep -Eq '^IOPS std dev +\\| +8210.50' '$tmp/cmp' && grep -Eq '^busiest CPU kernel % +\\| +43.05' '$tmp/cmp'"
+check "perf-compare-diskspd says when the workloads differ" grep -q "do not measure the same workload" "$tmp/cmp"
+check "perf-compare-diskspd draws the comparison" bash -c "head -c 8 '$tmp/cmp.png' | od -An -c | grep -q 'P   N   G'"
+check "perf-compare-diskspd refuses an XML that is not diskspd's" bash -c \
+    "echo '<Other/>' >'$tmp/other.xml'; ! '$scripts/perf-compare-diskspd' '$tmp/other.xml' '$tmp/d1.json' 2>'$tmp/err' && grep -q 'not a diskspd XML result' '$tmp/err'"
+check "perf-compare-diskspd refuses a missing file by name" bash -c \
+    "! '$scripts/perf-compare-diskspd' '$tmp/none.xml' '$tmp/d1.json' 2>'$tmp/err' && grep -q 'none.xml' '$tmp/err'"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

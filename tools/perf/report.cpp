@@ -251,7 +251,7 @@ nlohmann::json to_json(const Report& r) {
         json tj = figures_json(figures(r, static_cast<int>(t.thread)));
         tj["thread"] = t.thread;
         tj["queue_pair"] = t.qid;
-        tj["cpu"] = t.cpu;
+        tj["pinned_cpu"] = t.cpu;  // -1: not pinned
         tj["iops_by_interval"] = json::array();
         const double interval_s = static_cast<double>(w.interval_ns) / 1e9;
         for (size_t i = 0; i < t.interval_ios.size() && (static_cast<double>(i) + 1) * interval_s <= t.seconds + 1e-9; ++i)
