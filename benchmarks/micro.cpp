@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MIT
+// Microbenchmarks of the fast-path pieces on plain memory, with no device:
+// the queue engine's submit and complete, the SGL builder, a registration-cache
+// hit and the IOVA allocator. Figures, not tests: run them with
+// `meson test -C build --benchmark` or the executable itself.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <vector>
+
+#include "dma/iova_allocator.hpp"
+#include "dma/registration_cache.hpp"
+#include "dma/sgl_builder.hpp"
+#include "engine/queue_engine.hpp"
+
+namespace vfioq {
+namespace {
+
+// Rings in memory and a device that completes in order what the SQ doorbell offers.
+struct Rings {
+    explicit Rings(uint32_t entries) : sq(uint64_t{entries} * engine::kSqEntrySize), cq(entries), n(entries) {
+        engine::RingConfig c;
+        c.qid = 1;
+        c.sq = sq.data();
+        c.sq_entries = entries;
+        c.cq = cq.data();
+        c.cq_entries = entries;
+        c.max_outstanding = entries - 1;
+        c.sq_tail.mapped = &sq_tail_db;
+        c.cq_head.mapped = &cq_head_db;
+        engine = engine::QueueEngine(c);
+    }
+    void device_completes() {
+        while (sq_head != sq_tail_db) {
+            uint16_t cid;
+            std::memcpy(&cid, sq.data() + uint64_t{sq_head} * engine::kSqEntrySize + 2, 2);
+            sq_head = sq_head + 1 == n ? 0 : sq_head + 1;
+            engine::CqEntry e{};
+            e.sqhd = static_cast<uint16_t>(sq_head);
+            e.sqid = 1;
+            e.cid = cid;
+            e.status_phase = phase ? 1 : 0;
+            cq[cq_tail] = e;
+            if (++cq_tail == n) {
+                cq_tail = 0;
+                phase = !phase;
+            }
+        }
+    }
+    std::vector<std::byte> sq;
+    std::vector<engine::CqEntry> cq;
+    uint32_t n;
+    volatile uint32_t sq_tail_db = 0, cq_head_db = 0;
+    uint32_t sq_head = 0, cq_tail = 0;
+    bool phase = true;
+    engine::QueueEngine engine;
+};
+
+// Submit a batch, let the device complete it, reap it: per command.
+void BM_RingSubmitComplete(benchmark::State& state) {
+    const auto batch = static_cast<uint32_t>(state.range(0));
+    Rings r(4097);
+    uint64_t done = 0;
+    for (auto _ : state) {
+        for (uint32_t i = 0; i < batch; ++i) {
+            const int32_t cid = r.engine.acquire_cid();
+            auto* slot = static_cast<std::byte*>(r.engine.sq_slot());
+            std::memset(slot, 0, engine::kSqEntrySize);
+            const auto cid16 = static_cast<uint16_t>(cid);
+            std::memcpy(slot + 2, &cid16, 2);
+            r.engine.push();
+        }
+        r.engine.ring_sq();
+        r.device_completes();
+        done += r.engine.poll(batch, [](uint16_t, const engine::CqEntry&) {});
+    }
+    benchmark::DoNotOptimize(done);
+    state.SetItemsProcessed(static_cast<int64_t>(done));
+}
+BENCHMARK(BM_RingSubmitComplete)->Arg(1)->Arg(32)->Arg(256)->Arg(4096 - 1);
+
+void BM_SglBuild(benchmark::State& state) {
+    const auto n = static_cast<uint32_t>(state.range(0));
+    std::vector<std::byte> pages(64 * dma::kSglPageSize);
+    dma::SglPagePool pool(pages.data(), 0x7000000, 64);
+    std::vector<DmaSegment> segs;
+    for (uint32_t i = 0; i < n; ++i) segs.push_back({0x100000 + uint64_t{i} * 0x2000, 512});
+    const dma::SglLimits limits{.max_sge = 1024};
+    sgq::SglDescriptor d1{}, d2{};
+    for (auto _ : state) {
+        auto r = dma::build_sgl(segs, limits, pool, d1, d2);
+        pool.give_chain(r.first_page);
+        benchmark::DoNotOptimize(d1);
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+BENCHMARK(BM_SglBuild)->Arg(1)->Arg(2)->Arg(16)->Arg(256);
+
+// The no-IOMMU SGL: every segment translated to physical pages through the map.
+void BM_SglBuildPhysical(benchmark::State& state) {
+    const auto n = static_cast<uint32_t>(state.range(0));
+    std::vector<std::byte> pages(64 * dma::kSglPageSize);
+    dma::BusAddressMap bus;
+    std::vector<uint64_t> phys;
+    for (uint64_t i = 0; i < 2 * n + 64; ++i) phys.push_back(0x40000000 + i * 0x1000);
+    (void)bus.set(dma::BusAddressMap::kBase, phys);
+    dma::SglPagePool pool(pages.data(), dma::BusAddressMap::kBase + 2 * uint64_t{n} * 0x1000, 64, &bus);
+    std::vector<DmaSegment> segs;
+    for (uint32_t i = 0; i < n; ++i) segs.push_back({dma::BusAddressMap::kBase + uint64_t{i} * 0x2000, 512});
+    sgq::SglDescriptor d1{}, d2{};
+    for (auto _ : state) {
+        auto r = dma::build_sgl(segs, {.max_sge = 1024}, pool, d1, d2, &bus);
+        pool.give_chain(r.first_page);
+        benchmark::DoNotOptimize(d1);
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+BENCHMARK(BM_SglBuildPhysical)->Arg(1)->Arg(16);
+
+class NullMapper : public dma::RegistrationCache::Mapper {
+public:
+    Result<uint64_t> map(uintptr_t, uint64_t size) override {
+        const uint64_t iova = next_;
+        next_ += size + 0x1000;
+        return iova;
+    }
+    void unmap(uint64_t, uint64_t) override {}
+
+private:
+    uint64_t next_ = 0x100000;
+};
+
+// A hit: the range is mapped already; acquire and release it.
+void BM_RegistrationCacheHit(benchmark::State& state) {
+    NullMapper m;
+    dma::RegistrationCache cache(m, {});
+    std::vector<char> memory(1 << 20);
+    // Many mappings, so that the lookup searches.
+    for (int i = 0; i < 1000; ++i) {
+        auto e = cache.acquire(reinterpret_cast<const void*>(0x10000000 + uint64_t(i) * 0x10000), 4096);
+        cache.release(*e);
+    }
+    auto held = cache.acquire(memory.data(), memory.size());
+    for (auto _ : state) {
+        auto e = cache.acquire(memory.data() + 8192, 4096);
+        cache.release(*e);
+        benchmark::DoNotOptimize(e);
+    }
+    cache.release(*held);
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+BENCHMARK(BM_RegistrationCacheHit);
+
+void BM_IovaAllocateFree(benchmark::State& state) {
+    const std::vector<IovaRange> usable{{0, (uint64_t{1} << 48) - 1}};
+    dma::IovaAllocator a(usable);
+    // A fragmented space: every other 4 KiB held.
+    std::vector<uint64_t> held;
+    for (int i = 0; i < 2000; ++i) held.push_back(*a.allocate(4096, 4096));
+    for (size_t i = 0; i < held.size(); i += 2) a.free(held[i], 4096);
+    const auto size = static_cast<uint64_t>(state.range(0));
+    for (auto _ : state) {
+        auto iova = a.allocate(size, size >= (2u << 20) ? (2u << 20) : 4096);
+        a.free(*iova, size);
+        benchmark::DoNotOptimize(iova);
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+BENCHMARK(BM_IovaAllocateFree)->Arg(4096)->Arg(2 << 20);
+
+}  // namespace
+}  // namespace vfioq
+
+BENCHMARK_MAIN();
