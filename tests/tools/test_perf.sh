@@ -36,6 +36,12 @@ check "JSON: the references were measured" json "$tmp/r.json" \
 check "JSON: ratios to the references" json "$tmp/r.json" "r['ratios']['driver_cpu_per_command_to_io_uring_nop'] > 0"
 check "JSON: driver CPU and memory per queue pair" json "$tmp/r.json" \
     "r['total']['driver_ns_per_command'] > 0 and r['total']['queue_pair_memory_bytes'] > 0"
+check "JSON: system calls are counted, or why not is said" json "$tmp/r.json" \
+    "r['total']['syscalls'] >= 0 or 'tracefs' in r['total']['syscalls_not_counted'] or 'perf_event_open' in r['total']['syscalls_not_counted']"
+check "JSON: the goals this run measures, each met or missed by a figure" json "$tmp/r.json" \
+    "any(g['name'].startswith('driver CPU per command') for g in r['goals']) and all(g['met'] == (g['missed_by_percent'] == 0) for g in r['goals'])"
+check "the text report lists the goals" grep -q "^Goals this run measures" "$tmp/text"
+check "driver and thread CPU per command are both shown" grep -q "driver ns/cmd | thread ns/cmd" "$tmp/text"
 check "CSV: a header, one thread and the total" bash -c "[ \$(wc -l <'$tmp/r.csv') -eq 3 ] && head -1 '$tmp/r.csv' | grep -q '^thread,queue_pair,cpu,bytes,ios' && tail -1 '$tmp/r.csv' | grep -q '^total,'"
 check "--json - prints JSON alone" bash -c "'$tools/vfioq-perf' --duration 0.3 --warmup 0 --no-references --json - | python3 -c 'import json,sys; json.load(sys.stdin)'"
 

@@ -46,7 +46,7 @@ const std::vector<double>& report_percentiles() {
 
 Figures figures(const Report& r, int thread) {
     Figures f;
-    double cpu_s = 0, iops_var_sum = 0;
+    double cpu_s = 0, busy_ns = 0, iops_var_sum = 0;
     uint32_t n = 0;
     for (const auto& t : r.threads) {
         if (thread >= 0 && t.thread != static_cast<uint32_t>(thread)) continue;
@@ -60,6 +60,8 @@ Figures figures(const Report& r, int thread) {
         f.user_pct += t.seconds > 0 ? 100 * t.user_s / t.seconds : 0;
         f.kernel_pct += t.seconds > 0 ? 100 * t.kernel_s / t.seconds : 0;
         cpu_s += t.user_s + t.kernel_s;
+        busy_ns += t.busy_ns;
+        f.empty_polls += t.empty_polls;
         f.qp_memory += t.qp_after.memory_bytes;
         f.sq_doorbells_per_cmd += static_cast<double>(t.qp_after.sq_doorbells - t.qp_before.sq_doorbells);
         f.cq_doorbells_per_cmd += static_cast<double>(t.qp_after.cq_doorbells - t.qp_before.cq_doorbells);
@@ -82,6 +84,16 @@ Figures figures(const Report& r, int thread) {
         }
     }
     f.ios = f.read_ios + f.write_ios;
+    for (const auto& t : r.threads) {
+        if (thread >= 0 && t.thread != static_cast<uint32_t>(thread)) continue;
+        if (t.syscalls < 0) {
+            f.syscalls = -1;
+            f.syscalls_why = t.syscalls_why;
+            break;
+        }
+        f.syscalls = (f.syscalls < 0 ? 0 : f.syscalls) + t.syscalls;
+    }
+    if (f.syscalls >= 0 && f.ios) f.syscalls_per_cmd = static_cast<double>(f.syscalls) / static_cast<double>(f.ios);
     f.all.merge(f.read);
     f.all.merge(f.write);
     if (n > 1) f.qp_memory /= n;  // per queue pair
@@ -94,7 +106,8 @@ Figures figures(const Report& r, int thread) {
     f.lat_stddev_us = f.all.stddev() / 1000;
     if (f.ios) {
         const auto ios = static_cast<double>(f.ios);
-        f.driver_ns_per_cmd = cpu_s * 1e9 / ios;
+        f.thread_cpu_ns_per_cmd = cpu_s * 1e9 / ios;
+        f.driver_ns_per_cmd = busy_ns / ios;
         f.sq_doorbells_per_cmd /= ios;
         f.cq_doorbells_per_cmd /= ios;
         f.interrupts_per_cmd /= ios;
@@ -152,22 +165,30 @@ void print_text(FILE* out, const Report& r) {
                    cell(total.all));
     }
 
-    fmt::print(out, "\nCPU\n{:>7} | {:>4} | {:>7} | {:>7} | {:>13}\n", "thread", "cpu", "user %", "kernel %",
-               "driver ns/cmd");
+    fmt::print(out, "\nCPU\n{:>7} | {:>4} | {:>7} | {:>7} | {:>13} | {:>13}\n", "thread", "cpu", "user %", "kernel %",
+               "driver ns/cmd", "thread ns/cmd");
     for (const auto& t : r.threads) {
         const Figures f = figures(r, static_cast<int>(t.thread));
-        fmt::print(out, "{:>7} | {:>4} | {:>7.2f} | {:>8.2f} | {:>13.1f}\n", t.thread,
+        fmt::print(out, "{:>7} | {:>4} | {:>7.2f} | {:>8.2f} | {:>13.1f} | {:>13.1f}\n", t.thread,
                    t.cpu < 0 ? std::string("any") : std::to_string(t.cpu), f.user_pct, f.kernel_pct,
-                   f.driver_ns_per_cmd);
+                   f.driver_ns_per_cmd, f.thread_cpu_ns_per_cmd);
     }
-    fmt::print(out, "{:>7} | {:>4} | {:>7.2f} | {:>8.2f} | {:>13.1f}\n\n", "total", "", total.user_pct,
-               total.kernel_pct, total.driver_ns_per_cmd);
+    fmt::print(out, "{:>7} | {:>4} | {:>7.2f} | {:>8.2f} | {:>13.1f} | {:>13.1f}\n", "total", "", total.user_pct,
+               total.kernel_pct, total.driver_ns_per_cmd, total.thread_cpu_ns_per_cmd);
+    fmt::print(out, "  driver: time in submissions and in polls that reaped completions; thread: all its CPU time,\n"
+                    "  spinning on empty polls ({} of them) included\n\n",
+               total.empty_polls);
 
     fmt::print(out, "Driver\n");
     fmt::print(out, "  memory per queue pair   {:.2f} MiB (rings, descriptor pages, trackers)\n",
                static_cast<double>(total.qp_memory) / kMiB);
     fmt::print(out, "  SQ doorbells per command {:.4f}, CQ doorbells per command {:.4f}, interrupts per command {:.4f}\n",
                total.sq_doorbells_per_cmd, total.cq_doorbells_per_cmd, total.interrupts_per_cmd);
+    if (total.syscalls >= 0)
+        fmt::print(out, "  system calls per command {:.4f} ({} in the measured window, the driver threads')\n",
+                   total.syscalls_per_cmd, total.syscalls);
+    else
+        fmt::print(out, "  system calls per command: not counted: {}\n", total.syscalls_why);
     fmt::print(out, "  failed commands {}, verify mismatches {}, bad completions from the device {}\n\n", total.errors,
                total.mismatches, total.device_errors);
 
@@ -184,6 +205,14 @@ void print_text(FILE* out, const Report& r) {
                ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns), w.depth == 1 ? "" : " (a floor at depth 1 only)");
     fmt::print(out, "  memcpy, one thread        {:8.2f} GiB/s; the run moved {:.3f} x that{}\n", ref.memcpy_gib_s,
                ratio(total.mib_s, ref.memcpy_gib_s * 1024), r.run.model_mode == "null" ? " (null mode moves no data)" : "");
+    const auto g = goals(r);
+    if (!g.empty()) {
+        fmt::print(out, "\nGoals this run measures\n");
+        for (const auto& goal : g)
+            fmt::print(out, "  {:<78} {:>9.3f} {:<8} {}\n", goal.name + " (" + goal.target + ")", goal.measured,
+                       goal.unit,
+                       goal.met() ? std::string("met") : fmt::format("MISSED by {:.1f}%", goal.missed_by_percent()));
+    }
     if (!r.threads.empty()) {
         std::string first;
         for (const auto& t : r.threads)
@@ -238,6 +267,8 @@ nlohmann::json to_json(const Report& r) {
                     {"latency", {{"read", latency(f.read)}, {"write", latency(f.write)}, {"total", latency(f.all)}}},
                     {"cpu", {{"user_percent", f.user_pct}, {"kernel_percent", f.kernel_pct}}},
                     {"driver_ns_per_command", f.driver_ns_per_cmd},
+                    {"thread_cpu_ns_per_command", f.thread_cpu_ns_per_cmd},
+                    {"empty_polls", f.empty_polls},
                     {"queue_pair_memory_bytes", f.qp_memory},
                     {"sq_doorbells_per_command", f.sq_doorbells_per_cmd},
                     {"cq_doorbells_per_command", f.cq_doorbells_per_cmd},
@@ -267,10 +298,55 @@ nlohmann::json to_json(const Report& r) {
                        {"io_uring_error", ref.io_uring_error},
                        {"cache_line_round_trip_ns", ref.cache_line_rtt_ns},
                        {"memcpy_gib_per_s", ref.memcpy_gib_s}};
+    j["total"]["syscalls"] = total.syscalls;
+    j["total"]["syscalls_per_command"] = total.syscalls >= 0 ? nlohmann::json(total.syscalls_per_cmd) : nlohmann::json();
+    if (total.syscalls < 0) j["total"]["syscalls_not_counted"] = total.syscalls_why;
+    j["goals"] = json::array();
+    for (const auto& goal : goals(r))
+        j["goals"].push_back({{"name", goal.name},
+                              {"target", goal.target},
+                              {"measured", goal.measured},
+                              {"unit", goal.unit},
+                              {"met", goal.met()},
+                              {"missed_by_percent", goal.missed_by_percent()}});
     j["ratios"] = {{"driver_cpu_per_command_to_io_uring_nop", ratio(total.driver_ns_per_cmd, ref.io_uring_nop_ns)},
                    {"average_latency_to_cache_line_round_trip", ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns)},
                    {"throughput_to_memcpy", ratio(total.mib_s, ref.memcpy_gib_s * 1024)}};
     return j;
+}
+
+double Goal::missed_by_percent() const {
+    if (met() || limit == 0) return 0;
+    return 100 * std::fabs(measured - limit) / limit;
+}
+
+std::vector<Goal> goals(const Report& r) {
+    std::vector<Goal> out;
+    const Workload& w = r.run.workload;
+    const Figures f = figures(r, -1);
+    const References& ref = r.refs;
+    const bool null_model = r.run.model_mode == "null";
+    if (f.ios == 0) return out;
+    if (null_model && w.depth == 256 && ref.io_uring_nop_ns > 0)
+        out.push_back({"driver CPU per command, null model, depth 256", "<= 0.5 x io_uring NOP",
+                       f.driver_ns_per_cmd / ref.io_uring_nop_ns, 0.5, true, "x NOP"});
+    if (null_model && r.threads.size() == 1)
+        out.push_back({"commands per second on one queue pair, null model", ">= 10 M/s", f.iops / 1e6, 10, false,
+                       "M/s"});
+    if (w.depth == 1 && !w.interrupts && ref.cache_line_rtt_ns > 0)
+        out.push_back({"depth-1 polled round trip", "<= 2 x cache-line round trip",
+                       f.lat_avg_us * 1000 / ref.cache_line_rtt_ns, 2, true, "x RTT"});
+    if (r.run.model_mode == "data" && w.block_sizes.size() == 1 && w.block_sizes[0] == 128 * 1024 &&
+        ref.memcpy_gib_s > 0)
+        out.push_back({"128 KiB transfers, data mode", ">= 0.8 x memcpy", f.mib_s / (ref.memcpy_gib_s * 1024), 0.8,
+                       false, "x memcpy"});
+    if (!w.interrupts && w.registration == BufferMode::kPreRegistered && f.syscalls >= 0)
+        out.push_back({"system calls per command, polled, registered buffers", "none", f.syscalls_per_cmd, 0.001,
+                       true, "per cmd"});
+    if (w.depth == 4096 && w.segments <= 2)
+        out.push_back({"memory per queue pair at depth 4096, inline descriptors", "< 8 MiB",
+                       static_cast<double>(f.qp_memory) / kMiB, 8, true, "MiB"});
+    return out;
 }
 
 std::string to_csv(const Report& r) {
@@ -278,15 +354,16 @@ std::string to_csv(const Report& r) {
         "thread,queue_pair,cpu,bytes,ios,read_ios,write_ios,seconds,mib_per_s,iops,iops_stddev,lat_avg_us,"
         "lat_stddev_us";
     for (double p : report_percentiles()) out += ",lat_" + percentile_name(p) + "_us";
-    out += ",user_percent,kernel_percent,driver_ns_per_command,queue_pair_memory_bytes,failed_commands\n";
+    out += ",user_percent,kernel_percent,driver_ns_per_command,thread_cpu_ns_per_command,queue_pair_memory_bytes,"
+           "failed_commands\n";
     auto row = [&](const std::string& thread, const std::string& qp, const std::string& cpu, const Figures& f) {
         out += fmt::format("{},{},{},{},{},{},{},{:.6f},{:.3f},{:.3f},{:.3f},{:.3f},{:.3f}", thread, qp, cpu, f.bytes,
                            f.ios, f.read_ios, f.write_ios, f.seconds, f.mib_s, f.iops, f.iops_stddev, f.lat_avg_us,
                            f.lat_stddev_us);
         for (double p : report_percentiles())
             out += fmt::format(",{:.3f}", static_cast<double>(percentile_of(f.all, p)) / 1000);
-        out += fmt::format(",{:.2f},{:.2f},{:.1f},{},{}\n", f.user_pct, f.kernel_pct, f.driver_ns_per_cmd,
-                           f.qp_memory, f.errors);
+        out += fmt::format(",{:.2f},{:.2f},{:.1f},{:.1f},{},{}\n", f.user_pct, f.kernel_pct, f.driver_ns_per_cmd,
+                           f.thread_cpu_ns_per_cmd, f.qp_memory, f.errors);
     };
     for (const auto& t : r.threads)
         row(std::to_string(t.thread), std::to_string(t.qid), std::to_string(t.cpu), figures(r, static_cast<int>(t.thread)));

@@ -43,13 +43,32 @@ struct Figures {
     double seconds = 0, mib_s = 0, iops = 0, iops_stddev = 0;
     double lat_avg_us = 0, lat_stddev_us = 0;
     double user_pct = 0, kernel_pct = 0;
-    double driver_ns_per_cmd = 0;  // the thread's CPU time over its commands
+    double thread_cpu_ns_per_cmd = 0;  // the thread's CPU time over its commands, spinning included
+    double driver_ns_per_cmd = 0;      // time in submissions and in polls that reaped, over the commands
+    uint64_t empty_polls = 0;
     uint64_t qp_memory = 0;
     double sq_doorbells_per_cmd = 0, cq_doorbells_per_cmd = 0, interrupts_per_cmd = 0;
     uint64_t errors = 0, mismatches = 0, device_errors = 0;
+    int64_t syscalls = -1;  // -1: not counted
+    double syscalls_per_cmd = 0;
+    std::string syscalls_why;
     LatencyHistogram read, write, all;
 };
 Figures figures(const Report& r, int thread);
+
+// The speed goals (docs/performance.md) that this run's configuration measures.
+struct Goal {
+    std::string name;
+    std::string target;    // as the goal states it
+    double measured = 0;
+    double limit = 0;      // the bound the measured value is held to
+    bool at_most = true;   // measured <= limit (else >=)
+    std::string unit;
+    [[nodiscard]] bool met() const { return at_most ? measured <= limit : measured >= limit; }
+    // How far off, in percent of the limit (0 when met).
+    [[nodiscard]] double missed_by_percent() const;
+};
+std::vector<Goal> goals(const Report& r);
 
 void print_text(FILE* out, const Report& r);
 nlohmann::json to_json(const Report& r);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "workload.hpp"
 
+#include "syscall_counter.hpp"
+
 #include <fmt/format.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -301,6 +303,8 @@ void Worker::run(const std::atomic<Phase>& phase) {
     using Clock = std::chrono::steady_clock;
     Clock::time_point wall_start;
     double user0 = 0, kernel0 = 0;
+    SyscallCounter syscalls;
+    uint64_t busy_ticks = 0;
     bool ok = true;
     for (;;) {
         const Phase p = phase.load(std::memory_order_relaxed);
@@ -311,20 +315,36 @@ void Worker::run(const std::atomic<Phase>& phase) {
             wall_start = Clock::now();
             user0 = thread_cpu(kernel0);
             result_.qp_before = qp_->stats();
+            syscalls = SyscallCounter::for_this_thread();
         }
+        const uint64_t t0 = now_ticks();
         ok = submit_some();
+        const uint64_t t1 = now_ticks();
+        uint32_t reaped = 0;
         if (w_.interrupts) {
-            if (auto r = qp_->wait(std::chrono::milliseconds(10)); !r) {
+            auto r = qp_->wait(std::chrono::milliseconds(10));
+            if (!r) {
                 ++result_.errors;
                 if (result_.first_error.empty()) result_.first_error = r.error().message;
                 ok = false;
             }
+            reaped = r ? *r : 0;
         } else {
-            qp_->poll();
+            reaped = qp_->poll();
+        }
+        if (measuring_) {
+            // A wait that sleeps is not the driver's work: in interrupt mode only submissions count.
+            busy_ticks += (t1 - t0) + (reaped && !w_.interrupts ? now_ticks() - t1 : 0);
+            if (!reaped) ++result_.empty_polls;
         }
     }
     if (measuring_) {
+        if (syscalls.counting())
+            result_.syscalls = static_cast<int64_t>(syscalls.read());
+        else
+            result_.syscalls_why = syscalls.why();
         result_.seconds = std::chrono::duration<double>(Clock::now() - wall_start).count();
+        result_.busy_ns = static_cast<double>(busy_ticks) / w_.ticks_per_ns;
         double kernel1 = 0;
         result_.user_s = thread_cpu(kernel1) - user0;
         result_.kernel_s = kernel1 - kernel0;

@@ -49,10 +49,16 @@ struct ThreadResult {
     std::vector<uint64_t> interval_ios;  // completions per interval
     double seconds = 0;           // the measured window
     double user_s = 0, kernel_s = 0;
+    // Time inside submissions and inside polls that reaped something: the
+    // driver's own cost, without the spinning of a thread that waits for the device.
+    double busy_ns = 0;
+    uint64_t empty_polls = 0;
     uint64_t errors = 0;          // commands that did not succeed
     uint64_t mismatches = 0;      // verify: blocks that did not read back as written
     std::string first_error;
     QueuePairStats qp_before, qp_after;
+    int64_t syscalls = -1;        // in the measured window; -1: not counted (syscalls_why says why)
+    std::string syscalls_why;
 };
 
 class Worker {
