@@ -114,5 +114,12 @@ check "perf-compare-diskspd refuses an XML that is not diskspd's" bash -c \
 check "perf-compare-diskspd refuses a missing file by name" bash -c \
     "! '$scripts/perf-compare-diskspd' '$tmp/none.xml' '$tmp/d1.json' 2>'$tmp/err' && grep -q 'none.xml' '$tmp/err'"
 
+# docs/performance.md's generator, briefly: every goal gets a figure and a verdict.
+"$scripts/performance-doc" --quick --build "$build" --out "$tmp/performance.md" >"$tmp/doc-log" 2>&1 || cat "$tmp/doc-log"
+check "performance-doc writes every goal with a verdict" bash -c \
+    "[ \$(grep -cE '^\\| .* \\| (met|missed by [0-9]+%|not measured) \\|\$' '$tmp/performance.md') -eq 8 ]"
+check "performance-doc names the machine and the commands" bash -c \
+    "grep -q '^Machine: ' '$tmp/performance.md' && grep -q '^vfioq-perf --depth 256' '$tmp/performance.md'"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
