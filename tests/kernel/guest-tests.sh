@@ -33,6 +33,24 @@ echo "guest: NVMe controller at $bdf (driver: $(basename "$(readlink "$dev/drive
 check "a device bound to another driver is named with the remedy" sh -c \
     "! vfioq-info $bdf 2>/tmp/err; grep -q 'bound to the nvme driver, not vfio-pci; rebind it' /tmp/err"
 
+# The kernel's own NVMe driver first, while it has the controller: fio with io_uring and
+# O_DIRECT, for the comparison with vfioq-perf below (informational, not a check).
+fio_iops= fio_ns=
+if command -v fio >/dev/null; then
+    for _ in $(seq 100); do [ -b /dev/nvme0n1 ] && break; sleep 0.1; done  # the namespace appears after probing
+    fio --name=kernel-nvme --filename=/dev/nvme0n1 --ioengine=io_uring --direct=1 --rw=randread --bs=4k \
+        --iodepth=32 --runtime=3 --time_based --minimal >/tmp/fio 2>&1
+    # Terse fields: 8 read IOPS, 9 read runtime (ms), 88 user CPU %, 89 system CPU %.
+    fio_iops=$(awk -F';' '{print $8}' /tmp/fio)
+    fio_ns=$(awk -F';' '{gsub("%", "", $88); gsub("%", "", $89); if ($8 * $9 > 0) printf "%.0f", ($88 + $89) / 100 * $9 * 1e6 / ($8 * $9 / 1000)}' /tmp/fio)
+    if [ -n "$fio_ns" ]; then
+        echo "info: fio through the kernel's nvme driver, 4 KiB random reads at depth 32: $fio_iops IOPS, $fio_ns ns of guest CPU per I/O"
+    else
+        fio_iops=
+        echo "info: fio did not run:" && sed 's/^/    /' /tmp/fio | head -5
+    fi
+fi
+
 echo vfio-pci >"$dev/driver_override"
 [ -e "$dev/driver" ] && echo "$bdf" >"$dev/driver/unbind"
 echo "$bdf" >/sys/bus/pci/drivers_probe
@@ -79,6 +97,22 @@ check "vfioq-selftest on NVMe by SGL, depths 1 to 2047 (MQES), two queue pairs" 
     vfioq-selftest "$bdf" --depths 1,64,2047 --queue-pairs 2 --commands 2100 --quiet $shape
 check "vfioq-selftest on NVMe with MSI-X interrupts" vfioq-selftest "$bdf" --depths 1,512 --interrupts --quiet $shape
 check "vfioq-selftest on NVMe by PRP lists" vfioq-selftest "$bdf" --nvme-prp --depths 1,256 --quiet
+
+# The benchmark on NVMe: it runs and reports; beside fio when fio ran.
+check "vfioq-perf on NVMe, 4 KiB random reads at depth 32" sh -c \
+    "vfioq-perf $bdf --depth 32 --block-size 4096 --duration 3 --warmup 0.5 --no-references --csv /tmp/perf.csv >/tmp/perf.txt 2>&1 || { cat /tmp/perf.txt; exit 1; }; grep -q '^total,' /tmp/perf.csv"
+check "vfioq-perf on NVMe with interrupts" sh -c \
+    "vfioq-perf $bdf --depth 32 --block-size 4096 --duration 3 --warmup 0.5 --no-references --interrupts --csv /tmp/perf-irq.csv >/tmp/perf.txt 2>&1 || { cat /tmp/perf.txt; exit 1; }; grep -q '^total,' /tmp/perf-irq.csv"
+if [ -n "$fio_iops" ]; then
+    # CSV columns: 10 IOPS; the thread's CPU per command is the third from the end.
+    for mode in polled interrupts; do
+        csv=/tmp/perf.csv
+        [ "$mode" = interrupts ] && csv=/tmp/perf-irq.csv
+        [ -f "$csv" ] && awk -F, -v fio_iops="$fio_iops" -v fio_ns="$fio_ns" -v mode="$mode" '/^total,/ {
+            ns = $(NF - 2)
+            printf "info: vfioq-perf (%s) on the same controller: %.0f IOPS (%.2f x fio), %.0f ns of guest CPU per I/O (%.2f x fio)\n", mode, $10, $10 / fio_iops, ns, fio_ns > 0 ? ns / fio_ns : 0 }' "$csv"
+    done
+fi
 
 if [ -n "$noiommu" ]; then
     # Only a process with CAP_SYS_RAWIO may open a no-IOMMU group, even when the node is its own.

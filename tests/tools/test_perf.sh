@@ -5,18 +5,8 @@
 set -euo pipefail
 build=${1:?usage: test_perf.sh BUILD_DIR}
 tools=$build/tools
-tmp=$(mktemp -d)
-devsim_pid=
-cleanup() {
-    [ -n "$devsim_pid" ] && kill "$devsim_pid" 2>/dev/null && wait "$devsim_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-passed=0 failed=0
-check() {  # check NAME COMMAND...: the command must succeed
-    if "${@:2}" >"$tmp/out" 2>&1; then passed=$((passed + 1)); else
-        failed=$((failed + 1)); echo "FAIL: $1"; cat "$tmp/out"; fi
-}
+# shellcheck source=harness.sh
+. "$(dirname "$0")/harness.sh"
 perf() { "$tools/vfioq-perf" --warmup 0.2 --duration 1 "$@"; }
 json() {  # json FILE PYTHON-EXPRESSION-ON-r: must be true
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"
@@ -61,23 +51,19 @@ check "verification in data mode finds every byte as written" perf --verify --de
 
 # A card that corrupts data: verification must fail and name the command.
 sock=$tmp/card.sock
-"$tools/vfioq-devsim" --socket "$sock" --log-level error --corrupt-reads-every 5 &
-devsim_pid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+start_devsim "$sock" --corrupt-reads-every 5
 set +e
 perf "vfio-user:$sock" --verify --depth 8 --no-references >"$tmp/bad" 2>&1
 status=$?
 set -e
 check "vfioq-perf --verify exits 1 on corrupted data" test "$status" -eq 1
 check "the mismatch names queue, CID and card address" grep -Eq "queue [0-9]+ CID [0-9]+: the [0-9]+ bytes read back at card address 0x[0-9a-f]+ are not what was written" "$tmp/bad"
-kill -TERM "$devsim_pid"; wait "$devsim_pid"; devsim_pid=
+stop_devsim
 
 # The model in its own process in null mode, reached by socket.
-"$tools/vfioq-devsim" --socket "$sock" --log-level error --null-data &
-devsim_pid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+start_devsim "$sock" --null-data
 check "vfioq-perf over vfio-user against vfioq-devsim --null-data" perf "vfio-user:$sock" --depth 64 --no-references
-kill -TERM "$devsim_pid"; wait "$devsim_pid"; devsim_pid=
+stop_devsim
 
 # Refusals: exit 2 and say why.
 refuses() {  # refuses MESSAGE ARGS...
@@ -121,5 +107,4 @@ check "performance-doc writes every goal with a verdict" bash -c \
 check "performance-doc names the machine and the commands" bash -c \
     "grep -q '^Machine: ' '$tmp/performance.md' && grep -q '^vfioq-perf --depth 256' '$tmp/performance.md'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report

@@ -4,18 +4,8 @@
 set -euo pipefail
 build=${1:?usage: test_tools.sh BUILD_DIR}
 tools=$build/tools
-tmp=$(mktemp -d)
-devsim_pid=
-cleanup() {
-    [ -n "$devsim_pid" ] && kill "$devsim_pid" 2>/dev/null && wait "$devsim_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-passed=0 failed=0
-check() {  # check NAME COMMAND...: the command must succeed
-    if "${@:2}" >"$tmp/out" 2>&1; then passed=$((passed + 1)); else
-        failed=$((failed + 1)); echo "FAIL: $1"; cat "$tmp/out"; fi
-}
+# shellcheck source=harness.sh
+. "$(dirname "$0")/harness.sh"
 contains() { grep -q -- "$2" "$1"; }
 
 "$tools/vfioq-info" model >"$tmp/info" 2>&1
@@ -42,9 +32,7 @@ check "vfioq-selftest refuses a bad option" bash -c "! '$tools/vfioq-selftest' -
 
 # A separate device process, reached by socket.
 sock=$tmp/card.sock
-"$tools/vfioq-devsim" --socket "$sock" --log-level error &
-devsim_pid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+start_devsim "$sock"
 check "vfioq-info over vfio-user" bash -c "'$tools/vfioq-info' vfio-user:$sock | grep -q 'SGQ DMA card'"
 check "vfioq-regs writes SCRATCH" "$tools/vfioq-regs" "vfio-user:$sock" write SCRATCH 0x1234
 check "vfioq-regs reads SCRATCH back" bash -c "'$tools/vfioq-regs' vfio-user:$sock read SCRATCH | grep -qx 'SCRATCH = 0x1234'"
@@ -55,14 +43,12 @@ check "the doorbell holds its value" bash -c "'$tools/vfioq-regs' vfio-user:$soc
 check "vfioq-selftest over vfio-user to another process" "$tools/vfioq-selftest" "vfio-user:$sock" --depths 1,512 --quiet
 # Interrupt waits that wake with nothing new (a coalesced or early signal) are not a stall.
 check "vfioq-selftest by interrupts over vfio-user" "$tools/vfioq-selftest" "vfio-user:$sock" --depths 1,64,4096 --interrupts --quiet
-kill -TERM "$devsim_pid"; wait "$devsim_pid"; status=$?; devsim_pid=
-check "vfioq-devsim exits cleanly on SIGTERM" test "$status" -eq 0
+stop_devsim
+check "vfioq-devsim exits cleanly on SIGTERM" test "$devsim_status" -eq 0
 check "vfioq-devsim removes its socket" test ! -e "$sock"
 
 # A card that corrupts data: the self-test must fail and name what it found.
-"$tools/vfioq-devsim" --socket "$sock" --log-level error --corrupt-reads-every 7 --out-of-order --workers 2 &
-devsim_pid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+start_devsim "$sock" --corrupt-reads-every 7 --out-of-order --workers 2
 set +e
 "$tools/vfioq-selftest" "vfio-user:$sock" --depths 16 --queue-pairs 1 --quiet >"$tmp/bad" 2>&1
 status=$?
@@ -70,7 +56,6 @@ set -e
 check "vfioq-selftest exits 1 on corrupted data" test "$status" -eq 1
 check "vfioq-selftest names CID, card address, expected and actual bytes" \
     grep -Eq "read CID [0-9]+ of card address .* bytes differ; the first at card address 0x[0-9a-f]+: expected [0-9a-f]+ actual [0-9a-f]+" "$tmp/bad"
-kill -TERM "$devsim_pid"; wait "$devsim_pid"; devsim_pid=
+stop_devsim
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report
