@@ -110,7 +110,7 @@ if [ -n "$fio_iops" ]; then
         [ "$mode" = interrupts ] && csv=/tmp/perf-irq.csv
         [ -f "$csv" ] && awk -F, -v fio_iops="$fio_iops" -v fio_ns="$fio_ns" -v mode="$mode" '/^total,/ {
             ns = $(NF - 2)
-            printf "info: vfioq-perf (%s) on the same controller: %.0f IOPS (%.2f x fio), %.0f ns of guest CPU per I/O (%.2f x fio)\n", mode, $10, $10 / fio_iops, ns, fio_ns > 0 ? ns / fio_ns : 0 }' "$csv"
+            printf "info: vfioq-perf (%s) on the same controller: %.0f IOPS (%.2f x fio), %.0f ns of guest CPU per I/O (%.2f x fio)\n", mode, $10, $10 / fio_iops, ns, (fio_ns > 0 ? ns / fio_ns : 0) }' "$csv"
     done
 fi
 
