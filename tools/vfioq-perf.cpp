@@ -305,8 +305,11 @@ int main(int argc, char** argv) {
 
     // The threads' CPUs: as asked, else those near the device (PCI), else the process's.
     std::vector<int> cpus = o.cpus;
+    const auto allowed = allowed_cpus();
+    for (int c : cpus)
+        if (std::find(allowed.begin(), allowed.end(), c) == allowed.end())
+            cli::fail(kTool, fmt::format("--cpus: CPU {} is not one this process may run on", c), 2);
     if (cpus.empty()) {
-        const auto allowed = allowed_cpus();
         if (auto addr = DeviceAddress::parse(o.device); addr && addr->kind == DeviceAddress::Kind::kPci) {
             for (int c : cpu_list(read_first("/sys/bus/pci/devices/" + addr->target + "/local_cpulist")))
                 if (std::find(allowed.begin(), allowed.end(), c) != allowed.end()) cpus.push_back(c);

@@ -77,6 +77,7 @@ check "verify in null mode is refused" refuses "--verify needs data to move" --v
 check "more segments than the card carries are refused" refuses "more than the device's 1024" --segments 2000 --block-size 1048576
 check "more queue pairs than the card has are refused" refuses "the device has 16" --queue-pairs 17
 check "an unknown device is refused" refuses "unknown device address" card0
+check "a CPU the process may not use is refused" refuses "CPU 4000 is not one this process may run on" --cpus 4000
 
 # The pictures and the diskspd comparison, from reports of this run.
 scripts=$(cd "$(dirname "$0")/../../scripts" && pwd)
