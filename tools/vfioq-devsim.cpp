@@ -51,6 +51,13 @@ void usage(FILE* out) {
                "  --out-of-order       post the completions that are ready together in random order\n"
                "  --seed N             seed for out-of-order completion (1)\n"
                "  --null-data          complete READs and WRITEs without moving data (for measuring the driver)\n"
+               "  --fault SPEC         a misbehaving card, repeatable: KIND=RATE (a chance per completion)\n"
+               "                       or N:KIND (the Nth completion); KIND is status, drop, duplicate,\n"
+               "                       wrong-cid, stale-phase or late\n"
+               "  --fault-seed N       seed for the fault rates (1)\n"
+               "  --fault-status N     the status an injected error completes with (9, INTERNAL)\n"
+               "  --fault-late-us N    how late a late completion comes (100000)\n"
+               "  --fault-dma-iova A   DMA that touches IOVA A fails (DMA_FAULT, ERR_ADDR = A)\n"
                "  --cpu N              run the doorbell thread on CPU N\n"
                "  --idle-spin-us N     how long the doorbell thread spins before it sleeps (200)\n"
                "  --corrupt-reads-every N  flip one bit in every Nth READ (a broken card; 0 = never)\n"
@@ -129,6 +136,16 @@ int main(int argc, char** argv) {
         {"--idle-spin-us",
          [&](std::string_view v) { config.idle_spin = std::chrono::microseconds(number("--idle-spin-us", v, 10000000)); }},
         {"--null-data", [&](std::string_view) { config.null_data = true; }},
+        {"--fault",
+         [&](std::string_view v) {
+             if (auto r = config.faults.add(v); !r) vfioq::cli::fail(kTool, r.error().message, 2);
+         }},
+        {"--fault-seed", [&](std::string_view v) { config.faults.seed = number("--fault-seed", v, ~0ull); }},
+        {"--fault-status",
+         [&](std::string_view v) { config.faults.status = static_cast<uint16_t>(number("--fault-status", v, 0x7FFF)); }},
+        {"--fault-late-us",
+         [&](std::string_view v) { config.faults.late_by_us = static_cast<uint32_t>(number("--fault-late-us", v, 60000000)); }},
+        {"--fault-dma-iova", [&](std::string_view v) { config.faults.dma_fault_iova = number("--fault-dma-iova", v, ~0ull); }},
         {"--cpu", [&](std::string_view v) { config.cpu = static_cast<int>(number("--cpu", v, 4095)); }},
         {"--corrupt-reads-every",
          [&](std::string_view v) { config.corrupt_reads_every = number("--corrupt-reads-every", v, ~0ull); }},

@@ -27,7 +27,7 @@ Result<void> ModelConfig::validate() const {
         return make_error(EINVAL, "ready delay must stay below CAP.TO");
     if (workers > 64) return make_error(EINVAL, "at most 64 worker threads");
     if (max_idle_sleep.count() <= 0) return make_error(EINVAL, "the longest idle sleep must be positive");
-    return {};
+    return faults.validate();
 }
 
 }  // namespace vfioq::model

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "fault_plan.hpp"
 #include "vfioq/result.hpp"
 
 namespace vfioq::model {
@@ -63,6 +64,8 @@ struct ModelConfig {
     // A deliberately broken card, to prove the checks that should catch it:
     // every Nth READ flips one bit of the data it delivers (0: never).
     uint64_t corrupt_reads_every = 0;
+    // Completions that go wrong, and DMA that faults (fault_plan.hpp).
+    FaultConfig faults;
 
     [[nodiscard]] uint32_t vector_count() const { return uint32_t{nqp} + 1; }
     [[nodiscard]] uint64_t cap_register() const;

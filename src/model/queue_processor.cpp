@@ -29,7 +29,12 @@ inline void cpu_relax() {
 }  // namespace
 
 QueueProcessor::QueueProcessor(SgqDevice& device, const ModelConfig& config)
-    : device_(device), config_(config), executor_(device), rng_(config.seed), queues_(config.vector_count()) {}
+    : device_(device),
+      config_(config),
+      executor_(device),
+      rng_(config.seed),
+      faults_(config.faults),
+      queues_(config.vector_count()) {}
 
 QueueProcessor::~QueueProcessor() { stop(); }
 
@@ -270,32 +275,58 @@ bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool al
         }
         Finished f = q.ready[pick];
         q.ready.erase(q.ready.begin() + static_cast<std::ptrdiff_t>(pick));
-        if (!f.executed)
+        if (!f.executed) {
             f.outcome = f.due > now ? CommandOutcome{Status::kAborted, 0} : executor_.execute(qid, f.sqe, f.epoch);
-        // The entry's last dword carries the phase and is written last, with release
-        // semantics, so the host never sees the tag before the rest of the entry.
-        sgq::CompletionEntry cqe{};
-        cqe.result = f.outcome.bytes;
-        cqe.sqhd = static_cast<uint16_t>(q.sq_head);
-        cqe.sqid = qid;
-        const uint64_t at = q.cq_base + uint64_t{q.cq_tail} * sgq::kCqEntrySize;
-        const uint32_t last = uint32_t{f.cid} | uint32_t(static_cast<uint16_t>(f.outcome.status) << 1 | q.phase) << 16;
-        const bool ok = device_.dma_write(qid, f.cid, at, std::as_bytes(std::span(&cqe, 1)).first(12)) &&
-                        device_.publish32(qid, f.cid, at + 12, last);
-        if (!ok) {
-            halt(qid, q, sgq::kErrQueueFetch, f.cid, "the completion ring could not be written");
-            return true;
+            f.executed = true;
         }
-        if (++q.cq_tail == q.cq_entries) {
-            q.cq_tail = 0;
-            q.phase = !q.phase;
+        const FaultKind fault = f.faulted ? FaultKind::kNone : faults_.next();
+        f.faulted = true;
+        if (fault == FaultKind::kLate && !all) {
+            f.due = now + std::chrono::microseconds(config_.faults.late_by_us);
+            q.ready.push_back(f);
+            work = true;
+            continue;
         }
+        if (fault == FaultKind::kDrop) {
+            --q.unposted;
+            work = true;
+            continue;
+        }
+        if (fault == FaultKind::kErrorStatus) f.outcome = {static_cast<Status>(config_.faults.status), 0};
+        // 0xFFFF is no CID a host can issue (at most 65535 commands outstanding: 0 .. 65534).
+        const uint16_t cid = fault == FaultKind::kWrongCid ? uint16_t{0xFFFF} : f.cid;
+        const bool phase = fault == FaultKind::kStalePhase ? !q.phase : q.phase;
+        if (!write_completion(qid, q, cid, f.outcome, phase)) return true;
+        if (fault == FaultKind::kDuplicate && cq_free(q) > q.unposted - 1)
+            if (!write_completion(qid, q, cid, f.outcome, q.phase)) return true;
         --q.unposted;
         device_.count_completion(f.outcome.status == Status::kSuccess ? f.outcome.bytes : 0);
         if (q.irq_pending++ == 0) q.irq_first = now;
         work = true;
     }
     return work;
+}
+
+bool QueueProcessor::write_completion(uint16_t qid, Queue& q, uint16_t cid, const CommandOutcome& outcome, bool phase) {
+    // The entry's last dword carries the phase and is written last, with release
+    // semantics, so the host never sees the tag before the rest of the entry.
+    sgq::CompletionEntry cqe{};
+    cqe.result = outcome.bytes;
+    cqe.sqhd = static_cast<uint16_t>(q.sq_head);
+    cqe.sqid = qid;
+    const uint64_t at = q.cq_base + uint64_t{q.cq_tail} * sgq::kCqEntrySize;
+    const uint32_t last = uint32_t{cid} | uint32_t(static_cast<uint16_t>(outcome.status) << 1 | (phase ? 1u : 0u)) << 16;
+    const bool ok = device_.dma_write(qid, cid, at, std::as_bytes(std::span(&cqe, 1)).first(12)) &&
+                    device_.publish32(qid, cid, at + 12, last);
+    if (!ok) {
+        halt(qid, q, sgq::kErrQueueFetch, cid, "the completion ring could not be written");
+        return false;
+    }
+    if (++q.cq_tail == q.cq_entries) {
+        q.cq_tail = 0;
+        q.phase = !q.phase;
+    }
+    return true;
 }
 
 void QueueProcessor::interrupt(Queue& q, Clock::time_point now, bool quiet, bool force) {

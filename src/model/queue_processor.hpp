@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "command_executor.hpp"
+#include "fault_plan.hpp"
 #include "model_config.hpp"
 #include "vfioq/sgq_commands.hpp"
 
@@ -50,6 +51,7 @@ private:
         bool executed;
         uint64_t epoch;
         sgq::SubmissionEntry sqe;
+        bool faulted = false;  // its fault (if any) was drawn already
     };
     struct Job {
         uint16_t qid;
@@ -81,6 +83,8 @@ private:
     bool service(uint16_t qid, Clock::time_point now);
     bool fetch(uint16_t qid, Queue& q, Clock::time_point now);
     bool post(uint16_t qid, Queue& q, Clock::time_point now, bool all);
+    // Writes one completion entry at the CQ tail and moves the tail on; false (the queue halted) if it cannot.
+    bool write_completion(uint16_t qid, Queue& q, uint16_t cid, const CommandOutcome& outcome, bool phase);
     void interrupt(Queue& q, Clock::time_point now, bool quiet, bool force);
     void halt(uint16_t qid, Queue& q, uint32_t err_bit, uint16_t cid, const char* why);
     [[nodiscard]] static uint32_t cq_free(const Queue& q);
@@ -90,6 +94,7 @@ private:
     const ModelConfig config_;
     CommandExecutor executor_;
     std::mt19937_64 rng_;
+    FaultPlan faults_;
     std::vector<Queue> queues_;
     uint64_t seen_changes_ = ~0ull;
     uint64_t seen_epoch_ = 0;

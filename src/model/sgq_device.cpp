@@ -382,7 +382,17 @@ void SgqDevice::record_dma_fault(uint16_t qid, uint16_t cid, uint64_t iova) {
     err_addr_ = iova;
 }
 
+// Fault injection: DMA that touches the chosen IOVA fails as a refused IOMMU access would.
+static bool poisoned(const ModelConfig& config, uint64_t iova, size_t len) {
+    const auto& at = config.faults.dma_fault_iova;
+    return at && *at >= iova && *at - iova < len;
+}
+
 Result<void> SgqDevice::dma_read(uint16_t qid, uint16_t cid, uint64_t iova, std::span<std::byte> out) {
+    if (poisoned(config_, iova, out.size())) {
+        record_dma_fault(qid, cid, *config_.faults.dma_fault_iova);
+        return make_error(EFAULT, "injected DMA fault");
+    }
     DmaFault fault{};
     auto r = dma_.read(iova, out, &fault);
     if (!r) record_dma_fault(qid, cid, fault.iova);
@@ -390,6 +400,10 @@ Result<void> SgqDevice::dma_read(uint16_t qid, uint16_t cid, uint64_t iova, std:
 }
 
 Result<void> SgqDevice::dma_write(uint16_t qid, uint16_t cid, uint64_t iova, std::span<const std::byte> in) {
+    if (poisoned(config_, iova, in.size())) {
+        record_dma_fault(qid, cid, *config_.faults.dma_fault_iova);
+        return make_error(EFAULT, "injected DMA fault");
+    }
     DmaFault fault{};
     auto r = dma_.write(iova, in, &fault);
     if (!r) record_dma_fault(qid, cid, fault.iova);

@@ -65,6 +65,18 @@ start_devsim "$sock" --null-data
 check "vfioq-perf over vfio-user against vfioq-devsim --null-data" perf "vfio-user:$sock" --depth 64 --no-references
 stop_devsim
 
+# A card whose every completion carries an error: the run fails and names the status.
+start_devsim "$sock" --fault status=1 --fault-status 7
+set +e
+perf "vfio-user:$sock" --depth 4 --duration 0 --ios 50 --no-references >"$tmp/faulty" 2>&1
+status=$?
+set -e
+check "vfioq-perf exits 1 when the card fails commands" test "$status" -eq 1
+check "the failure names queue, CID, card address and status" grep -Eq "queue [0-9]+ CID [0-9]+: read 4096 bytes at card address 0x[0-9a-f]+: DMA_FAULT" "$tmp/faulty"
+stop_devsim
+check "vfioq-devsim refuses a fault it does not know" bash -c \
+    "! '$tools/vfioq-devsim' --socket '$tmp/x.sock' --fault explode=0.1 2>'$tmp/err' && grep -q 'KIND=RATE' '$tmp/err'"
+
 # Refusals: exit 2 and say why.
 refuses() {  # refuses MESSAGE ARGS...
     local message=$1 status=0
