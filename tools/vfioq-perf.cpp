@@ -31,6 +31,7 @@ struct Options {
     Workload w;
     uint32_t queue_pairs = 1;
     double duration_s = 5, warmup_s = 1;
+    double stall_s = 10;
     std::string model_mode;  // empty: null, or data with --verify
     int model_cpu = -2;  // -2: chosen; -1: not pinned
     std::vector<int> cpus;  // empty: chosen
@@ -65,6 +66,7 @@ void usage(FILE* out) {
                "  --duration S         measured seconds (default 5)\n"
                "  --ios N              or: commands per queue pair to measure\n"
                "  --warmup S           seconds before measuring (default 1)\n"
+               "  --stall-timeout S    stop when no command has completed for S seconds (default 10)\n"
                "  --interval-ms N      IOPS deviation over intervals of N ms (default 1000)\n"
                "  --cpus LIST          CPUs for the threads, in order (default: the device's NUMA node's,\n"
                "                       or the process's)\n"
@@ -133,7 +135,7 @@ Options parse(int argc, char** argv) {
     enum {
         kReadPct = 1000, kWrite, kSeq, kBlock, kDepth, kBatch, kSegments, kQps, kIrq, kReg, kVerify, kDuration,
         kIos, kWarmup, kInterval, kCpus, kNoPin, kNoRefs, kProgress, kNoProgress, kSeed, kModelMode, kModelCpu,
-        kJson, kCsv, kLog, kHelp
+        kJson, kCsv, kLog, kHelp, kStall
     };
     static const option longs[] = {{"read-percent", required_argument, nullptr, kReadPct},
                                    {"write", no_argument, nullptr, kWrite},
@@ -161,6 +163,7 @@ Options parse(int argc, char** argv) {
                                    {"json", required_argument, nullptr, kJson},
                                    {"csv", required_argument, nullptr, kCsv},
                                    {"log-level", required_argument, nullptr, kLog},
+                                   {"stall-timeout", required_argument, nullptr, kStall},
                                    {"help", no_argument, nullptr, kHelp},
                                    {nullptr, 0, nullptr, 0}};
     int c;
@@ -190,6 +193,7 @@ Options parse(int argc, char** argv) {
             case kDuration: o.duration_s = seconds("--duration", optarg); break;
             case kIos: o.w.ios = number("--ios", optarg, 1, ~0ull); break;
             case kWarmup: o.warmup_s = seconds("--warmup", optarg); break;
+            case kStall: o.stall_s = std::max(0.1, seconds("--stall-timeout", optarg)); break;
             case kInterval: o.w.interval_ns = number("--interval-ms", optarg, 1, 3'600'000) * 1'000'000; break;
             case kCpus: {
                 o.cpus = cpu_list(optarg);
@@ -328,6 +332,7 @@ int main(int argc, char** argv) {
                   2);
 
     o.w.ticks_per_ns = calibrate_ticks();
+    o.w.drain_s = o.stall_s;
     const double total_s = o.duration_s > 0 ? o.duration_s : 3600;
     o.w.max_intervals = static_cast<uint32_t>(std::min<double>(
         1 << 20, total_s * 1e9 / static_cast<double>(o.w.interval_ns) + 2));
@@ -363,8 +368,9 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     const auto end = o.duration_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s))
                                       : Clock::time_point::max();
-    uint64_t last_ios = 0;
-    auto last = start;
+    uint64_t last_ios = 0, seen_ios = 0;
+    auto last = start, last_change = start;
+    bool stalled = false;
     while (Clock::now() < end && !all_finished()) {
         const auto tick = std::min(end, Clock::now() + std::chrono::seconds(1));
         sleep_until(tick);
@@ -373,9 +379,17 @@ int main(int argc, char** argv) {
             for (auto& w : workers) all_done &= w->progress() >= o.w.ios;
             if (all_done) break;
         }
+        uint64_t ios = 0;
+        for (auto& w : workers) ios += w->progress();
+        // A card that stops completing must not hold the run (and the lab) forever.
+        if (ios != seen_ios) {
+            seen_ios = ios;
+            last_change = Clock::now();
+        } else if (Clock::now() - last_change > std::chrono::duration<double>(o.stall_s)) {
+            stalled = true;
+            break;
+        }
         if (progress) {
-            uint64_t ios = 0;
-            for (auto& w : workers) ios += w->progress();
             const auto now = Clock::now();
             const double dt = std::chrono::duration<double>(now - last).count();
             fmt::print(stderr, "\r{:6.1f} s  {:>12.0f} IOPS now  {:>14} I/Os", std::chrono::duration<double>(now - start).count(),
@@ -387,6 +401,9 @@ int main(int argc, char** argv) {
     phase.store(Phase::kStop);
     for (auto& t : threads) t.join();
     if (progress) fmt::print(stderr, "\n");
+    if (stalled)
+        fmt::print(stderr, "{}: no command completed for {} s on {}: the device stalled; stopping\n", kTool, o.stall_s,
+                   device.name());
 
     Report report;
     report.run.device = o.device;
@@ -412,6 +429,11 @@ int main(int argc, char** argv) {
     if (!o.json_path.empty()) write_file(o.json_path, to_json(report).dump(2) + "\n");
     if (!o.csv_path.empty()) write_file(o.csv_path, to_csv(report));
     const Figures total = figures(report, -1);
+    if (total.ios == 0 && !stalled)
+        fmt::print(stderr, "{}: no command completed in the {:.2f} s measured on {}: the device stalled or the "
+                           "machine was too busy for the window; measure longer (--duration) or count (--ios)\n",
+                   kTool, report.run.duration_s, device.name());
+    if (total.ios == 0 || stalled) return 1;
     if (total.errors || total.mismatches) {
         for (const auto& t : report.threads)
             if (!t.first_error.empty()) fmt::print(stderr, "{}: thread {}: {}\n", kTool, t.thread, t.first_error);

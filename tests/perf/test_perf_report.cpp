@@ -74,6 +74,7 @@ ThreadResult thread_with(uint32_t id, uint64_t reads, uint64_t writes, uint32_t 
     t.seconds = 4;
     t.user_s = 2;
     t.kernel_s = 1;
+    t.busy_ns = 1e6;  // of the 3 s of CPU, 1 ms was in submissions and polls that reaped
     t.qp_after.memory_bytes = 1 << 20;
     t.qp_after.sq_doorbells = (reads + writes) / 4;
     return t;
@@ -98,7 +99,9 @@ TEST(PerfReport, FiguresFromKnownCounts) {
     EXPECT_NEAR(all.lat_avg_us, (700 * 10.0 + 100 * 30.0) / 800, 0.2);
     EXPECT_DOUBLE_EQ(t0.user_pct, 50);
     EXPECT_DOUBLE_EQ(t0.kernel_pct, 25);
-    EXPECT_DOUBLE_EQ(all.driver_ns_per_cmd, 6e9 / 800) << "both threads' CPU over all commands";
+    EXPECT_DOUBLE_EQ(all.thread_cpu_ns_per_cmd, 6e9 / 800) << "both threads' CPU over all commands";
+    EXPECT_DOUBLE_EQ(all.driver_ns_per_cmd, 2e6 / 800) << "both threads' busy time over all commands";
+    EXPECT_DOUBLE_EQ(t0.driver_ns_per_cmd, 1e6 / 400);
     EXPECT_EQ(all.qp_memory, 1u << 20) << "per queue pair, not summed";
     EXPECT_DOUBLE_EQ(t0.sq_doorbells_per_cmd, 0.25);
 

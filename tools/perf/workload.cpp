@@ -352,7 +352,7 @@ void Worker::run(const std::atomic<Phase>& phase) {
         measuring_ = false;
     }
     // What is still in flight completes outside the window.
-    const auto until = Clock::now() + std::chrono::seconds(10);
+    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(w_.drain_s));
     while (qp_->outstanding() > 0 && Clock::now() < until) {
         if (w_.interrupts)
             (void)qp_->wait(std::chrono::milliseconds(10));
@@ -360,8 +360,8 @@ void Worker::run(const std::atomic<Phase>& phase) {
             qp_->poll();
     }
     if (qp_->outstanding() > 0 && result_.first_error.empty())
-        result_.first_error = fmt::format("queue {}: {} commands still outstanding 10 s after the run", result_.qid,
-                                          qp_->outstanding());
+        result_.first_error = fmt::format("queue {}: {} commands still outstanding {} s after the run", result_.qid,
+                                          qp_->outstanding(), w_.drain_s);
     finished_.store(true, std::memory_order_release);
 }
 

@@ -33,6 +33,7 @@ struct Workload {
     uint32_t max_intervals = 4096;
     uint64_t host_budget = 256u << 20;     // host bytes per thread; slots share memory beyond it
     double ticks_per_ns = 1;               // calibrate_ticks()
+    double drain_s = 10;                   // after the run, how long to wait for what is in flight
     uint64_t seed = 1;
 };
 
