@@ -11,7 +11,7 @@
 #include <random>
 #include <set>
 
-#include "../support/model_fixture.hpp"
+#include "../support/model_card.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/sgq_commands.hpp"
@@ -20,33 +20,7 @@
 namespace vfioq {
 namespace {
 
-// A card: the model served in this process, the library's device and controller on it.
-struct Card {
-    explicit Card(model::ModelConfig config = {}) : model(config) {
-        auto t = open_vfio_user(model.connect(), "test-card");
-        EXPECT_TRUE(t) << (t ? "" : t.error().message);
-        auto d = Device::from_transport(std::move(*t));
-        EXPECT_TRUE(d) << (d ? "" : d.error().message);
-        device = std::move(*d);
-        auto c = Controller::open(*device);
-        EXPECT_TRUE(c) << (c ? "" : c.error().message);
-        ctrl = std::move(*c);
-    }
-    std::unique_ptr<QueuePair> queue_pair(QueuePairOptions o = {}) {
-        auto qp = ctrl->create_queue_pair(o);
-        EXPECT_TRUE(qp) << (qp ? "" : qp.error().message);
-        return qp ? std::move(*qp) : nullptr;
-    }
-    DmaBuffer buffer(size_t n) {
-        auto b = device->dma().allocate(n);
-        EXPECT_TRUE(b) << (b ? "" : b.error().message);
-        return std::move(*b);
-    }
-
-    test::ServedModel model;
-    std::unique_ptr<Device> device;
-    std::unique_ptr<Controller> ctrl;
-};
+using Card = test::ModelCard;
 
 // Counts completions per context (a command's number) and keeps the last status of each.
 struct Tally {

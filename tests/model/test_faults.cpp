@@ -9,7 +9,7 @@
 #include <map>
 #include <set>
 
-#include "../support/model_fixture.hpp"
+#include "../support/model_card.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/sgq_registers.hpp"
@@ -20,26 +20,12 @@ namespace {
 using model::FaultConfig;
 using model::FaultKind;
 
-struct Card {
-    explicit Card(model::ModelConfig config = {}) : model(config) {
-        auto t = open_vfio_user(model.connect(), "faulty-card");
-        EXPECT_TRUE(t) << (t ? "" : t.error().message);
-        auto d = Device::from_transport(std::move(*t));
-        EXPECT_TRUE(d) << (d ? "" : d.error().message);
-        device = std::move(*d);
-        auto c = Controller::open(*device);
-        EXPECT_TRUE(c) << (c ? "" : c.error().message);
-        ctrl = std::move(*c);
-        auto b = device->dma().allocate(1 << 16);
-        EXPECT_TRUE(b);
-        buf = std::move(*b);
-        auto q = ctrl->create_queue_pair({.depth = 64});
-        EXPECT_TRUE(q) << (q ? "" : q.error().message);
-        qp = std::move(*q);
+// A card with a buffer and a queue pair of depth 64.
+struct Card : test::ModelCard {
+    explicit Card(model::ModelConfig config = {}) : ModelCard(config, "faulty-card") {
+        buf = buffer(1 << 16);
+        qp = queue_pair({.depth = 64});
     }
-    test::ServedModel model;
-    std::unique_ptr<Device> device;
-    std::unique_ptr<Controller> ctrl;
     DmaBuffer buf;
     std::unique_ptr<QueuePair> qp;
 };
