@@ -3,18 +3,23 @@
 # workload options, verification that catches a corrupting card, and clear
 # refusals. Figures are checked for sense, never for speed.
 set -euo pipefail
+# Runs count commands (--ios) rather than time: a busy machine makes them slower, never empty.
 build=${1:?usage: test_perf.sh BUILD_DIR}
 tools=$build/tools
 # shellcheck source=harness.sh
 . "$(dirname "$0")/harness.sh"
 perf() { "$tools/vfioq-perf" --warmup 0.2 --duration 1 "$@"; }
+perf_to() {  # perf_to FILE ARGS...: a run that must succeed, its output in FILE
+    local out=$1
+    shift
+    perf "$@" >"$out" 2>&1 || { failed=$((failed + 1)); echo "FAIL: vfioq-perf $*"; cat "$out"; }
+}
 json() {  # json FILE PYTHON-EXPRESSION-ON-r: must be true
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"
 }
 
 # The default run: the model in null mode, the report with its references.
-# A count, not a time: a busy machine makes it slower, never empty.
-perf --duration 0 --ios 100000 --json "$tmp/r.json" --csv "$tmp/r.csv" >"$tmp/text" 2>&1
+perf_to "$tmp/text" --duration 0 --ios 100000 --json "$tmp/r.json" --csv "$tmp/r.csv"
 for section in "Total IO" "Latency (us)" "9-nines" "driver ns/cmd" "memory per queue pair" "io_uring NOP" \
     "cache-line round trip" "memcpy, one thread" "model in null mode"; do
     check "the text report has '$section'" grep -qF "$section" "$tmp/text"
@@ -37,24 +42,25 @@ check "CSV: a header, one thread and the total" bash -c "[ \$(wc -l <'$tmp/r.csv
 check "--json - prints JSON alone" bash -c "'$tools/vfioq-perf' --duration 0.3 --warmup 0 --no-references --json - | python3 -c 'import json,sys; json.load(sys.stdin)'"
 
 # Workload options.
-perf --queue-pairs 2 --depth 4096 --duration 0 --ios 20000 --no-references --json "$tmp/q.json" >/dev/null 2>&1
+perf_to "$tmp/q.txt" --queue-pairs 2 --depth 4096 --duration 0 --ios 20000 --no-references --json "$tmp/q.json"
 check "two queue pairs at depth 4096 each measure their I/O count" json "$tmp/q.json" \
     "len(r['threads']) == 2 and all(t['ios'] >= 20000 for t in r['threads']) and r['threads'][0]['queue_pair'] != r['threads'][1]['queue_pair']"
-perf --interrupts --depth 32 --no-references --json "$tmp/i.json" >/dev/null 2>&1
+perf_to "$tmp/i.txt" --interrupts --depth 32 --duration 0 --ios 20000 --no-references --json "$tmp/i.json"
 check "interrupt mode takes interrupts" json "$tmp/i.json" "r['workload']['mode'] == 'interrupts' and r['total']['interrupts_per_command'] > 0"
-perf --read-percent 30 --sequential --block-size 512,4096,65536 --segments 4 --registration per-io \
-    --model-mode data --no-references --json "$tmp/m.json" >"$tmp/mix" 2>&1
+perf_to "$tmp/mix" --read-percent 30 --sequential --block-size 512,4096,65536 --segments 4 --registration per-io \
+    --model-mode data --duration 0 --ios 1000 --no-references --json "$tmp/m.json"
 check "a read/write mix reports both" json "$tmp/m.json" "r['total']['read_ios'] > 0 and r['total']['write_ios'] > 0"
 check "a mix prints Read IO and Write IO tables" bash -c "grep -q '^Read IO' '$tmp/mix' && grep -q '^Write IO' '$tmp/mix'"
 check "a size distribution moves whole blocks of those sizes" json "$tmp/m.json" \
     "r['total']['bytes'] % 512 == 0 and r['total']['bytes'] > r['total']['ios'] * 512"
-check "verification in data mode finds every byte as written" perf --verify --depth 64 --segments 3 --block-size 4096,1000 --no-references
+check "verification in data mode finds every byte as written" perf --verify --depth 64 --segments 3 --block-size 4096,1000 \
+    --duration 0 --ios 5000 --no-references
 
 # A card that corrupts data: verification must fail and name the command.
 sock=$tmp/card.sock
 start_devsim "$sock" --corrupt-reads-every 5
 set +e
-perf "vfio-user:$sock" --verify --depth 8 --no-references >"$tmp/bad" 2>&1
+perf "vfio-user:$sock" --verify --depth 8 --duration 0 --ios 2000 --no-references >"$tmp/bad" 2>&1
 status=$?
 set -e
 check "vfioq-perf --verify exits 1 on corrupted data" test "$status" -eq 1
@@ -63,7 +69,8 @@ stop_devsim
 
 # The model in its own process in null mode, reached by socket.
 start_devsim "$sock" --null-data
-check "vfioq-perf over vfio-user against vfioq-devsim --null-data" perf "vfio-user:$sock" --depth 64 --no-references
+check "vfioq-perf over vfio-user against vfioq-devsim --null-data" perf "vfio-user:$sock" --depth 64 --duration 0 \
+    --ios 20000 --no-references
 stop_devsim
 
 # A card whose every completion carries an error: the run fails and names the status.
@@ -104,7 +111,7 @@ check "a CPU the process may not use is refused" refuses "CPU 4000 is not one th
 # The pictures and the diskspd comparison, from reports of this run.
 scripts=$(cd "$(dirname "$0")/../../scripts" && pwd)
 sample=$(cd "$(dirname "$0")/../perf" && pwd)/diskspd-4k-random-read.xml
-for d in 1 32; do perf --depth "$d" --duration 0.5 --no-references --json "$tmp/d$d.json" >/dev/null 2>&1; done
+for d in 1 32; do perf_to "$tmp/d$d.txt" --depth "$d" --duration 0 --ios 5000 --no-references --json "$tmp/d$d.json"; done
 check "perf-plot draws latency pictures and depth scaling" "$scripts/perf-plot" --out "$tmp/plots" "$tmp/d1.json" "$tmp/d32.json"
 for f in latency-d1 latency-d32 depth-scaling; do
     check "$f.png is a PNG" bash -c "head -c 8 '$tmp/plots/$f.png' | od -An -c | grep -q 'P   N   G'"
