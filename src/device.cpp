@@ -26,10 +26,13 @@ Result<std::unique_ptr<Device>> Device::from_transport(std::unique_ptr<Transport
     device->transport_ = std::move(transport);
     if (auto r = device->map_bars(); !r) return r.error();
     device->dma_ = std::make_unique<DmaContext>(*device->transport_, device->transport_->name(), dma);
+    Device* d = device.get();
+    d->transport_->on_connection_lost([d](const Error& why) { d->mark_gone(why.message); });
     return device;
 }
 
 Device::~Device() {
+    transport_->on_connection_lost({});
     dma_.reset();
     mappings_.clear();
     transport_.reset();
@@ -62,6 +65,27 @@ volatile void* Device::mapped(uint32_t bar, uint64_t offset, size_t size) const 
     return nullptr;
 }
 
+std::string Device::gone_reason() const {
+    std::lock_guard lock(gone_mutex_);
+    return gone_reason_;
+}
+
+void Device::mark_gone(const std::string& why) {
+    {
+        std::lock_guard lock(gone_mutex_);
+        if (gone_.load()) return;
+        gone_reason_ = why;
+        for (auto& m : mappings_) m.replace_with_all_ones();
+        gone_.store(true, std::memory_order_release);
+    }
+    log::get(log::kDevice)->error("{}: the device is gone: {}", name(), why);
+}
+
+Error Device::gone_error(const char* verb, uint32_t index, uint64_t offset) const {
+    return make_error(ENODEV, fmt::format("{}: {} at {:#x} of {}: the device is gone ({})", name(), verb, offset,
+                                          region_name(index), gone_reason()));
+}
+
 Result<void> Device::check_access(const char* verb, uint32_t index, uint64_t offset, unsigned width) const {
     if (!valid_width(width))
         return make_error(EINVAL, fmt::format("{}: {} of {}: width {} is not 8, 16, 32 or 64 bits", name(), verb,
@@ -82,6 +106,7 @@ Result<void> Device::check_access(const char* verb, uint32_t index, uint64_t off
 
 Result<uint64_t> Device::read(uint32_t bar, uint64_t offset, unsigned width) {
     if (auto r = check_access("read", bar, offset, width); !r) return r.error();
+    if (gone()) return gone_error("read", bar, offset);
     if (volatile void* p = mapped(bar, offset, width / 8)) {
         switch (width) {
             case 8: return *static_cast<volatile uint8_t*>(p);
@@ -100,6 +125,7 @@ Result<void> Device::write(uint32_t bar, uint64_t offset, unsigned width, uint64
     if (auto r = check_access("write", bar, offset, width); !r) return r.error();
     if (width < 64 && (value >> width) != 0)
         return make_error(EINVAL, fmt::format("{}: value {:#x} does not fit in {} bits", name(), value, width));
+    if (gone()) return gone_error("write", bar, offset);
     if (volatile void* p = mapped(bar, offset, width / 8)) {
         switch (width) {
             case 8: *static_cast<volatile uint8_t*>(p) = static_cast<uint8_t>(value); break;
@@ -127,6 +153,7 @@ Result<void> Device::write64(uint32_t bar, uint64_t offset, uint64_t value) { re
 Result<uint64_t> Device::config_read(uint64_t offset, unsigned width) {
     const auto config = static_cast<uint32_t>(PciRegion::kConfig);
     if (auto r = check_access("read", config, offset, width); !r) return r.error();
+    if (gone()) return gone_error("read", config, offset);
     uint64_t value = 0;
     if (auto r = transport_->config_read(offset, {reinterpret_cast<std::byte*>(&value), width / 8}); !r)
         return r.error();
@@ -136,6 +163,7 @@ Result<uint64_t> Device::config_read(uint64_t offset, unsigned width) {
 Result<void> Device::config_write(uint64_t offset, unsigned width, uint64_t value) {
     const auto config = static_cast<uint32_t>(PciRegion::kConfig);
     if (auto r = check_access("write", config, offset, width); !r) return r.error();
+    if (gone()) return gone_error("write", config, offset);
     return transport_->config_write(offset, {reinterpret_cast<const std::byte*>(&value), width / 8});
 }
 

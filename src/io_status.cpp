@@ -17,6 +17,9 @@ const char* io_status_name(IoStatus status) {
         case IoStatus::kInternal: return "INTERNAL";
         case IoStatus::kUnknownDeviceStatus: return "UNKNOWN_DEVICE_STATUS";
         case IoStatus::kCancelled: return "CANCELLED";
+        case IoStatus::kTimeout: return "TIMEOUT";
+        case IoStatus::kReset: return "RESET";
+        case IoStatus::kDeviceGone: return "DEVICE_GONE";
     }
     return "UNKNOWN";
 }

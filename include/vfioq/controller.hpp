@@ -45,6 +45,11 @@ struct QueuePairOptions {
     uint32_t poll_batch = 256;
     // 4 KiB pages for segment arrays (commands of more than two segments); 0: depth / 4, at least 16.
     uint32_t sgl_pages = 0;
+    // A command not completed within this time is reported TIMEOUT: the queue
+    // is disabled (the card completes or aborts what it holds) and enabled
+    // again; a disable that does not finish resets the controller. Checked in
+    // poll(), so it fires only while the application polls or waits. 0: never.
+    std::chrono::milliseconds command_timeout{30000};
 };
 
 // What the card reports, decoded.

@@ -4,8 +4,10 @@
 // that takes the mapping when there is one and a message when not.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,10 +70,22 @@ public:
     // Where part of a BAR is mapped into this process, its address; null otherwise.
     [[nodiscard]] volatile void* mapped(uint32_t bar, uint64_t offset, size_t size) const;
 
+    // Surprise removal: the device was removed, died (its registers read
+    // all-ones) or its connection closed. From then on register and config
+    // access fails with ENODEV naming the cause, and the BAR mappings are
+    // replaced by memory that reads all-ones, so a store into a doorbell that
+    // races the removal lands harmlessly instead of faulting the process.
+    [[nodiscard]] bool gone() const { return gone_.load(std::memory_order_acquire); }
+    [[nodiscard]] const std::atomic<bool>& gone_flag() const { return gone_; }
+    [[nodiscard]] std::string gone_reason() const;
+    // Idempotent; thread-safe.
+    void mark_gone(const std::string& why);
+
 private:
     Device() = default;
     Result<void> map_bars();
     Result<void> check_access(const char* verb, uint32_t index, uint64_t offset, unsigned width) const;
+    [[nodiscard]] Error gone_error(const char* verb, uint32_t index, uint64_t offset) const;
 
     std::shared_ptr<void> keepalive_;         // destroyed after the transport
     std::unique_ptr<Transport> transport_;
@@ -79,6 +93,9 @@ private:
     std::vector<RegionMapping> mappings_;
     std::vector<uint32_t> mapping_bar_;       // the BAR of each mapping
     std::unique_ptr<DmaContext> dma_;         // destroyed first: it unmaps through the transport
+    std::atomic<bool> gone_{false};
+    mutable std::mutex gone_mutex_;
+    std::string gone_reason_;
 };
 
 }  // namespace vfioq

@@ -16,13 +16,15 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "vfioq/dma.hpp"
 #include "vfioq/result.hpp"
 
 namespace vfioq {
 
-// A command's fate. The first ten are the card's status codes (spec 3.4).
+// A command's fate. The first ten are the card's status codes (spec 3.4);
+// the rest are the driver's verdict where the card gave none.
 enum class IoStatus : uint16_t {
     kSuccess = 0,
     kInvalidOpcode,
@@ -36,6 +38,9 @@ enum class IoStatus : uint16_t {
     kInternal,
     kUnknownDeviceStatus,  // a code the card's profile does not define; see Completion::device_status
     kCancelled,            // the queue pair was closed and the device never completed it
+    kTimeout,              // not completed within QueuePairOptions::command_timeout; its outcome is unknown
+    kReset,                // lost to a controller reset (the card keeps nothing across one)
+    kDeviceGone,           // the device was removed, died or its connection closed
 };
 const char* io_status_name(IoStatus status);
 
@@ -47,7 +52,10 @@ enum class Opcode : uint8_t {
 
 struct Completion {
     IoStatus status;
-    uint16_t device_status;  // the raw status field
+    // The raw status field of the card's completion entry; 0 where the driver
+    // decided the status (CANCELLED, TIMEOUT, RESET, DEVICE_GONE, and ABORTED for
+    // a command the card had not answered when recovery disabled its queue).
+    uint16_t device_status;
     uint16_t qid;
     uint16_t cid;
     uint32_t bytes;  // bytes the device reports as moved
@@ -69,8 +77,20 @@ struct QueuePairStats {
     uint64_t sq_doorbells = 0, cq_doorbells = 0;
     uint64_t queue_full = 0;  // submissions refused for back-pressure
     uint64_t device_errors = 0;  // bad completion entries (CID, SQ id, SQ head), counted and logged
+    // ... by kind.
+    uint64_t cid_out_of_range = 0, cid_not_outstanding = 0, wrong_sqid = 0, sq_head_invalid = 0;
+    uint64_t error_statuses = 0;      // completions whose device status is not SUCCESS
+    uint64_t timeouts = 0;            // commands reported TIMEOUT
+    uint64_t queue_recoveries = 0;    // times the queue was disabled and enabled again after a timeout
+    uint64_t controller_resets = 0;   // controller resets this queue pair went through
     uint64_t interrupts = 0;     // eventfd wake-ups consumed
     uint64_t memory_bytes = 0;   // host memory this queue pair holds (rings, descriptor pages, trackers)
+};
+
+// A completion entry the driver refused, as the card wrote it.
+struct BadCompletionRecord {
+    uint32_t dwords[4];
+    const char* reason;  // e.g. "CID not outstanding"
 };
 
 class QueuePair {
@@ -84,7 +104,8 @@ public:
 
     // Submits one command and rings the doorbell. EAGAIN when the queue is full
     // (back-pressure: poll and try again; nothing is queued or dropped); EINVAL
-    // for a request the card's limits refuse; EPIPE after close().
+    // for a request the card's limits refuse; EPIPE after close(); ENODEV once
+    // the device is gone; EIO when recovery could not bring the queue back.
     virtual Result<uint16_t> submit(const IoRequest& request) = 0;
     // Submits host memory that is registered or in a DmaBuffer (EFAULT otherwise).
     virtual Result<uint16_t> submit_host(Opcode op, uint64_t devaddr, std::span<const HostSegment> segments,
@@ -100,7 +121,9 @@ public:
     virtual Result<uint32_t> submit_batch(std::span<const IoRequest> requests) = 0;
 
     // Reaps up to `max` completions (0: the queue pair's poll batch), calls their
-    // callbacks, and returns how many. Never blocks.
+    // callbacks, and returns how many. Never blocks. Also where recovery runs:
+    // a command past its timeout, a controller reset or a device that is gone
+    // is dealt with here, and the commands it concerns are reported.
     virtual uint32_t poll(uint32_t max = 0) = 0;
     // Interrupt mode: waits up to `timeout` for the queue's MSI-X vector (through
     // io_uring on its eventfd) unless completions are already there, then polls.
@@ -118,6 +141,11 @@ public:
     [[nodiscard]] virtual bool closed() const = 0;
 
     [[nodiscard]] virtual QueuePairStats stats() const = 0;
+    // The most recent completion entries refused as bad (at most 8), oldest first.
+    [[nodiscard]] virtual std::vector<BadCompletionRecord> bad_completions() const = 0;
+    // ENODEV once the device is gone: then every command has been reported
+    // DEVICE_GONE and every submission fails.
+    [[nodiscard]] virtual bool device_gone() const = 0;
 };
 
 }  // namespace vfioq

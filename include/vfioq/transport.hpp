@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -69,6 +70,8 @@ public:
     [[nodiscard]] void* data() const { return base_; }
     [[nodiscard]] size_t size() const { return length_; }
     [[nodiscard]] uint64_t region_offset() const { return region_offset_; }
+    // The device is gone: the same addresses now hold private memory reading all-ones.
+    void replace_with_all_ones();
     [[nodiscard]] bool contains(uint64_t offset, size_t len) const {
         return base_ != nullptr && offset >= region_offset_ && len <= length_ &&
                offset - region_offset_ <= length_ - len;
@@ -137,6 +140,11 @@ public:
     virtual Result<void> dma_unmap(uint64_t iova, uint64_t size) = 0;
 
     virtual Result<void> reset() = 0;
+    // `callback` runs once, on a thread of the transport's, if the connection
+    // to the device is lost (the peer closed it or broke the protocol); never for
+    // our own close. An empty callback stops it; when this returns, no call to
+    // the previous callback is running. Transports that cannot lose a connection ignore it.
+    virtual void on_connection_lost(std::function<void(const Error&)> callback) { (void)callback; }
 
     // Config space is a region like any other; these read it with the device named in errors.
     Result<void> config_read(uint64_t offset, std::span<std::byte> data) {

@@ -2,6 +2,7 @@
 // Names of VFIO region and IRQ indexes, and the RegionMapping owner.
 #include <sys/mman.h>
 
+#include <cstring>
 #include <utility>
 
 #include "vfioq/transport.hpp"
@@ -26,6 +27,13 @@ RegionMapping& RegionMapping::operator=(RegionMapping&& o) noexcept {
         region_offset_ = o.region_offset_;
     }
     return *this;
+}
+
+void RegionMapping::replace_with_all_ones() {
+    if (!base_) return;
+    // MAP_FIXED swaps the pages in one step: an access racing it sees the old mapping or the new.
+    void* p = ::mmap(base_, length_, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) std::memset(base_, 0xFF, length_);
 }
 
 RegionMapping::~RegionMapping() {

@@ -129,6 +129,13 @@ public:
     // whose completions never came); calls on_lost(cid) for each.
     template <typename F>
     void reclaim_all(F&& on_lost);
+    // Back to a freshly enabled queue: heads and tails at 0, phase 1, the CQ
+    // zeroed. Only with nothing outstanding and the queue off on the device.
+    void restart() {
+        sq_tail_ = rung_tail_ = sq_head_ = cq_head_ = 0;
+        phase_ = true;
+        std::memset(cfg_.cq, 0, uint64_t{cfg_.cq_entries} * sizeof(CqEntry));
+    }
 
     [[nodiscard]] const EngineCounters& counters() const { return counters_; }
     // The most recent bad completions, oldest first; `count` says how many are valid.

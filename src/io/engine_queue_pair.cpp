@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "vfioq/log.hpp"
@@ -20,9 +21,13 @@ EngineQueuePair::EngineQueuePair(QueueOwner& owner, std::unique_ptr<CommandCodec
       engine_(engine::RingConfig{res_.qid, res_.sq.data(), res_.sq_entries, res_.cq.data(), res_.cq_entries,
                                  res_.depth, res_.sq_doorbell, res_.cq_doorbell}),
       pool_(res_.sgl_pages.data(), res_.sgl_pages.iova(), res_.sgl_page_count, dma.bus_map()),
-      trackers_(res_.depth, Tracker{nullptr, nullptr, -1, 0}),
-      scratch_(max_segments) {
+      trackers_(res_.depth, Tracker{nullptr, nullptr, -1, 0, 0, kNil, kNil}),
+      scratch_(max_segments),
+      timeout_ns_(res_.command_timeout.count()),
+      owner_health_(&owner.health()),
+      seen_resets_(owner.health().resets.load()) {
     if (res_.event_fd && ::io_uring_queue_init(4, &ring_, 0) == 0) ring_ready_ = true;
+    clock_ns_ = now_ns();
 }
 
 EngineQueuePair::~EngineQueuePair() {
@@ -30,12 +35,53 @@ EngineQueuePair::~EngineQueuePair() {
     if (ring_ready_) ::io_uring_queue_exit(&ring_);
 }
 
+int64_t EngineQueuePair::now_ns() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
 Error EngineQueuePair::refused(int code, const std::string& why) const {
     return make_error(code, fmt::format("{}: queue pair {}: {}", name_, res_.qid, why));
 }
 
+Result<void> EngineQueuePair::may_submit() {
+    if (health_changed()) [[unlikely]]
+        on_health_change();
+    switch (state_) {
+        case State::kOpen: return {};
+        case State::kRecovering: return refused(EAGAIN, "recovering from a timeout; poll and submit again");
+        case State::kBroken: return refused(EIO, "out of service after a failed recovery: " + broken_why_);
+        case State::kGone: return refused(ENODEV, "the device is gone");
+        case State::kClosed: return refused(EPIPE, "submission after close");
+    }
+    return {};
+}
+
+void EngineQueuePair::track(uint16_t cid, const Tracker& t) {
+    if (timeout_ns_ != 0 && oldest_ == kNil) clock_ns_ = now_ns();
+    Tracker& n = trackers_[cid];
+    n = t;
+    n.submitted_ns = clock_ns_;
+    n.prev = newest_;
+    n.next = kNil;
+    if (newest_ != kNil) trackers_[newest_].next = cid;
+    else oldest_ = cid;
+    newest_ = cid;
+}
+
+void EngineQueuePair::untrack(uint16_t cid) {
+    Tracker& t = trackers_[cid];
+    if (t.prev != kNil) trackers_[t.prev].next = t.next;
+    else oldest_ = t.next;
+    if (t.next != kNil) trackers_[t.next].prev = t.prev;
+    else newest_ = t.prev;
+    pool_.give_chain(t.sgl_page);
+    t.sgl_page = -1;
+}
+
 Result<uint16_t> EngineQueuePair::enqueue(const IoRequest& req) {
-    if (closed_) return refused(EPIPE, "submission after close");
+    if (auto ok = may_submit(); !ok) [[unlikely]]
+        return ok.error();
     if (!engine_.can_submit()) {
         ++queue_full_;
         return refused(EAGAIN, fmt::format("full ({} commands outstanding); poll and submit again",
@@ -50,7 +96,7 @@ Result<uint16_t> EngineQueuePair::enqueue(const IoRequest& req) {
     const int32_t cid = engine_.acquire_cid();  // can_submit() said one is free
     const auto cid16 = static_cast<uint16_t>(cid);
     std::memcpy(sqe + 2, &cid16, sizeof(cid16));
-    trackers_[static_cast<uint32_t>(cid)] = Tracker{req.callback, req.context, *page, codec_->length(sqe)};
+    track(cid16, Tracker{req.callback, req.context, *page, codec_->length(sqe), 0, kNil, kNil});
     std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     return cid16;
@@ -77,7 +123,7 @@ Result<uint16_t> EngineQueuePair::submit_host(Opcode op, uint64_t devaddr, std::
 
 Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, CompletionCallback callback,
                                           void* context) {
-    if (closed_) return refused(EPIPE, "submission after close");
+    if (auto ok = may_submit(); !ok) return ok.error();
     if (entry.size() != engine::kSqEntrySize)
         return refused(EINVAL, fmt::format("a raw submission entry is {} bytes, not {}", engine::kSqEntrySize,
                                            entry.size()));
@@ -89,7 +135,7 @@ Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, C
     std::memcpy(sqe, entry.data(), sizeof(sqe));
     const auto cid = static_cast<uint16_t>(engine_.acquire_cid());
     std::memcpy(sqe + 2, &cid, sizeof(cid));
-    trackers_[cid] = Tracker{callback, context, -1, codec_->length(sqe)};
+    track(cid, Tracker{callback, context, -1, codec_->length(sqe), 0, kNil, kNil});
     std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     engine_.ring_sq();
@@ -112,30 +158,147 @@ Result<uint32_t> EngineQueuePair::submit_batch(std::span<const IoRequest> reques
 }
 
 void EngineQueuePair::complete(uint16_t cid, const engine::CqEntry& e) {
-    const Tracker t = trackers_[cid];
-    pool_.give_chain(t.sgl_page);
+    untrack(cid);
+    const Tracker& t = trackers_[cid];
     const uint16_t raw = e.status();
+    if (raw != 0) ++error_statuses_;
     const IoStatus status = codec_->decode(raw);
     if (t.callback)
         t.callback(Completion{status, raw, res_.qid, cid, codec_->bytes(e.dw0, status, t.length), t.context});
 }
 
-void EngineQueuePair::cancel(uint16_t cid) {
-    const Tracker t = trackers_[cid];
-    pool_.give_chain(t.sgl_page);
-    if (t.callback) t.callback(Completion{IoStatus::kCancelled, 0, res_.qid, cid, 0, t.context});
+void EngineQueuePair::report(uint16_t cid, IoStatus status) {
+    untrack(cid);
+    const Tracker& t = trackers_[cid];
+    if (status == IoStatus::kTimeout) ++timeouts_;
+    if (t.callback) t.callback(Completion{status, 0, res_.qid, cid, 0, t.context});
+}
+
+uint32_t EngineQueuePair::reap(uint32_t max) {
+    return engine_.poll(max ? max : res_.poll_batch,
+                        [this](uint16_t cid, const engine::CqEntry& e) { complete(cid, e); });
 }
 
 uint32_t EngineQueuePair::poll(uint32_t max) {
-    if (closed_ && engine_.outstanding() == 0) return 0;
-    return engine_.poll(max ? max : res_.poll_batch,
-                        [this](uint16_t cid, const engine::CqEntry& e) { complete(cid, e); });
+    uint32_t reported = 0;
+    if (health_changed()) [[unlikely]]
+        reported += on_health_change();
+    if (state_ != State::kOpen) return reported;
+    const uint32_t n = reap(max);
+    if (timeout_ns_ != 0 && oldest_ != kNil && (n == 0 || ++polls_since_clock_ >= kClockEvery)) [[unlikely]]
+        reported += check_timeouts();
+    return reported + n;
+}
+
+uint32_t EngineQueuePair::check_timeouts() {
+    polls_since_clock_ = 0;
+    clock_ns_ = now_ns();
+    if (state_ != State::kOpen || clock_ns_ - trackers_[oldest_].submitted_ns < timeout_ns_) return 0;
+    return recover();
+}
+
+uint32_t EngineQueuePair::report_outstanding(IoStatus otherwise) {
+    uint32_t n = 0;
+    const int64_t overdue_before = clock_ns_ - timeout_ns_;
+    engine_.reclaim_all([&](uint16_t cid) {
+        const bool overdue = timeout_ns_ != 0 && trackers_[cid].submitted_ns <= overdue_before;
+        report(cid, overdue ? IoStatus::kTimeout : otherwise);
+        ++n;
+    });
+    return n;
+}
+
+uint32_t EngineQueuePair::recover() {
+    const uint16_t cid = oldest_;
+    const auto waited_ms = (clock_ns_ - trackers_[cid].submitted_ns) / 1000000;
+    log::get(log::kDevice)->warn("{}: queue pair {}: command {} is not completed after {} ms (timeout {} ms); "
+                                 "disabling the queue to recover",
+                                 name_, res_.qid, cid, waited_ms, timeout_ns_ / 1000000);
+    state_ = State::kRecovering;
+    ++queue_recoveries_;
+    uint32_t reported = 0;
+    // The card completes (or aborts) what it holds while it takes the queue down.
+    auto down = owner_->disable_queue(res_.qid, [&] { reported += reap(0); });
+    while (engine_.outstanding() != 0) {
+        const uint32_t n = reap(0);
+        if (n == 0) break;
+        reported += n;
+    }
+    if (health_changed() && owner_health_->device_gone->load()) return reported + fail_gone();
+    if (down) {
+        // Whatever the card did not answer it no longer holds.
+        reported += report_outstanding(IoStatus::kAborted);
+        restart_queue("a timeout");
+        return reported;
+    }
+    if (down.error().code == ENODEV) return reported + fail_gone();
+    auto reset = owner_->reset_controller(
+        fmt::format("queue {} did not go down after command {} timed out: {}", res_.qid, cid, down.error().message));
+    seen_resets_ = owner_health_->resets.load();
+    ++controller_resets_;
+    reported += report_outstanding(IoStatus::kReset);
+    if (!reset) {
+        if (owner_health_->device_gone->load()) return reported + fail_gone();
+        state_ = State::kBroken;
+        broken_why_ = reset.error().message;
+        log::get(log::kDevice)->error("{}", broken_why_);
+        return reported;
+    }
+    restart_queue("a controller reset");
+    return reported;
+}
+
+uint32_t EngineQueuePair::on_health_change() {
+    if (!owner_health_ || state_ == State::kClosed || state_ == State::kGone) return 0;
+    if (owner_health_->device_gone && owner_health_->device_gone->load()) return fail_gone();
+    seen_resets_ = owner_health_->resets.load();
+    ++controller_resets_;
+    const State was = state_;
+    state_ = State::kRecovering;
+    clock_ns_ = now_ns();
+    const uint32_t n = report_outstanding(IoStatus::kReset);
+    if (was == State::kBroken) {
+        state_ = State::kBroken;
+        return n;
+    }
+    restart_queue("a controller reset");
+    return n;
+}
+
+uint32_t EngineQueuePair::fail_gone() {
+    state_ = State::kGone;
+    uint32_t n = 0;
+    engine_.reclaim_all([&](uint16_t cid) {
+        report(cid, IoStatus::kDeviceGone);
+        ++n;
+    });
+    if (n) log::get(log::kDevice)->warn("{}: queue pair {}: the device is gone; {} commands reported DEVICE_GONE",
+                                        name_, res_.qid, n);
+    return n;
+}
+
+void EngineQueuePair::restart_queue(const char* after) {
+    engine_.restart();
+    if (auto r = owner_->enable_queue(res_.qid); !r) {
+        if (owner_health_->device_gone && owner_health_->device_gone->load()) {
+            state_ = State::kGone;
+            return;
+        }
+        state_ = State::kBroken;
+        broken_why_ = r.error().message;
+        log::get(log::kDevice)->error("{}: queue pair {}: could not bring the queue back after {}: {}", name_,
+                                      res_.qid, after, broken_why_);
+        return;
+    }
+    state_ = State::kOpen;
+    log::get(log::kDevice)->info("{}: queue pair {}: back in service after {}", name_, res_.qid, after);
 }
 
 Result<uint32_t> EngineQueuePair::wait(std::chrono::milliseconds timeout, uint32_t max) {
     if (!res_.event_fd) return refused(ENOTSUP, "wait() needs interrupt mode (QueuePairOptions::interrupts)");
     if (!ring_ready_) return refused(ENOSYS, "io_uring is not available to wait on the interrupt eventfd");
     if (uint32_t n = poll(max)) return n;
+    if (state_ == State::kGone) return refused(ENODEV, "the device is gone");
     if (!read_armed_) {
         io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
         ::io_uring_prep_read(sqe, res_.event_fd.get(), &event_count_, sizeof(event_count_), 0);
@@ -145,39 +308,59 @@ Result<uint32_t> EngineQueuePair::wait(std::chrono::milliseconds timeout, uint32
     }
     // Completions that came between the poll above and the read being armed
     // left the eventfd counter above zero, so the read completes at once.
-    __kernel_timespec ts{};
-    ts.tv_sec = timeout.count() / 1000;
-    ts.tv_nsec = (timeout.count() % 1000) * 1000000;
-    io_uring_cqe* cqe = nullptr;
-    const int rc = ::io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
-    if (rc == -ETIME) return poll(max);
-    if (rc < 0) return refused(-rc, fmt::format("waiting for the interrupt failed: {}", std::strerror(-rc)));
-    const int res = cqe->res;
-    ::io_uring_cqe_seen(&ring_, cqe);
-    read_armed_ = false;
-    if (res < 0 && res != -EAGAIN)
-        return refused(-res, fmt::format("reading the interrupt eventfd failed: {}", std::strerror(-res)));
-    if (res > 0) ++interrupts_;
-    return poll(max);
+    // The wait is cut into slices so that a command's timeout, a reset or a
+    // device that went away is seen while waiting, not only at the end.
+    using namespace std::chrono;
+    const auto deadline = steady_clock::now() + timeout;
+    for (;;) {
+        auto slice = duration_cast<nanoseconds>(deadline - steady_clock::now());
+        slice = std::clamp<nanoseconds>(slice, nanoseconds(0), milliseconds(100));
+        __kernel_timespec ts{};
+        ts.tv_sec = slice.count() / 1000000000;
+        ts.tv_nsec = slice.count() % 1000000000;
+        io_uring_cqe* cqe = nullptr;
+        const int rc = ::io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+        if (rc == -ETIME) {
+            if (uint32_t n = poll(max); n != 0 || steady_clock::now() >= deadline || state_ == State::kGone)
+                return n;
+            continue;
+        }
+        if (rc < 0) return refused(-rc, fmt::format("waiting for the interrupt failed: {}", std::strerror(-rc)));
+        const int res = cqe->res;
+        ::io_uring_cqe_seen(&ring_, cqe);
+        read_armed_ = false;
+        if (res < 0 && res != -EAGAIN)
+            return refused(-res, fmt::format("reading the interrupt eventfd failed: {}", std::strerror(-res)));
+        if (res > 0) ++interrupts_;
+        return poll(max);
+    }
 }
 
 Result<void> EngineQueuePair::close() {
-    if (closed_) return {};
-    closed_ = true;
+    if (state_ == State::kClosed) return {};
+    if (health_changed()) on_health_change();
+    const bool gone = state_ == State::kGone;
+    state_ = State::kClosed;
     Result<void> result;
-    if (owner_) {
+    if (owner_ && !gone) {
         // The device completes what it fetched (normally or aborted) while it takes the queue down.
-        result = owner_->disable_queue(res_.qid, [this] { poll(0); });
+        result = owner_->disable_queue(res_.qid, [this] { reap(0); });
     }
-    while (engine_.outstanding() != 0 && poll(0) != 0) {
+    while (engine_.outstanding() != 0 && reap(0) != 0) {
+    }
+    if (owner_health_ && owner_health_->device_gone && owner_health_->device_gone->load()) {
+        fail_gone();
+        state_ = State::kClosed;
+        result = {};  // nothing to take down
     }
     if (engine_.outstanding() != 0)
         log::get(log::kDevice)->warn("{}: queue pair {}: {} commands were never completed by the device; "
                                      "reported as CANCELLED",
                                      name_, res_.qid, engine_.outstanding());
-    engine_.reclaim_all([this](uint16_t cid) { cancel(cid); });
+    engine_.reclaim_all([this](uint16_t cid) { report(cid, IoStatus::kCancelled); });
     if (owner_) owner_->release_queue(res_.qid, this);
     owner_ = nullptr;
+    owner_health_ = nullptr;
     // The card no longer touches the rings: unmap them now rather than at destruction.
     res_.sq = DmaBuffer{};
     res_.cq = DmaBuffer{};
@@ -194,10 +377,30 @@ QueuePairStats EngineQueuePair::stats() const {
     s.cq_doorbells = c.cq_doorbells;
     s.queue_full = queue_full_;
     s.device_errors = c.device_errors();
+    s.cid_out_of_range = c.cid_out_of_range;
+    s.cid_not_outstanding = c.cid_not_outstanding;
+    s.wrong_sqid = c.wrong_sqid;
+    s.sq_head_invalid = c.sq_head_invalid;
+    s.error_statuses = error_statuses_;
+    s.timeouts = timeouts_;
+    s.queue_recoveries = queue_recoveries_;
+    s.controller_resets = controller_resets_;
     s.interrupts = interrupts_;
     s.memory_bytes = res_.sq.size() + res_.cq.size() + res_.sgl_pages.size() + trackers_.size() * sizeof(Tracker) +
                      scratch_.size() * sizeof(DmaSegment) + res_.depth * 3u /* CID pool */;
     return s;
+}
+
+std::vector<BadCompletionRecord> EngineQueuePair::bad_completions() const {
+    std::vector<BadCompletionRecord> out;
+    const auto& history = engine_.bad_history();
+    for (size_t i = 0; i < engine_.bad_count(); ++i) {
+        BadCompletionRecord r{};
+        std::memcpy(r.dwords, &history[i].entry, sizeof(r.dwords));
+        r.reason = engine::bad_completion_reason(history[i].reason);
+        out.push_back(r);
+    }
+    return out;
 }
 
 }  // namespace vfioq::io

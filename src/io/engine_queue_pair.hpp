@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // A queue pair over the queue engine, for any device profile: per-CID
 // trackers with callbacks, descriptor pages, interrupt waits through io_uring,
-// closing that reports every command. The profile encodes and decodes.
+// closing that reports every command, and recovery: per-command timeouts,
+// controller resets and a device that is gone. The profile encodes and decodes.
 #pragma once
 
 #include <liburing.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,7 @@ namespace vfioq::io {
 
 struct QueuePairResources {
     uint16_t qid = 0;
+    std::chrono::nanoseconds command_timeout{0};  // 0: none
     DmaBuffer sq, cq, sgl_pages;
     uint32_t sq_entries = 0, cq_entries = 0, depth = 0, sgl_page_count = 0;
     uint32_t poll_batch = 256;
@@ -47,24 +50,62 @@ public:
     Result<uint32_t> wait(std::chrono::milliseconds timeout, uint32_t max) override;
     [[nodiscard]] int event_fd() const override { return res_.event_fd.get(); }
     Result<void> close() override;
-    [[nodiscard]] bool closed() const override { return closed_; }
+    [[nodiscard]] bool closed() const override { return state_ == State::kClosed; }
     [[nodiscard]] QueuePairStats stats() const override;
+    [[nodiscard]] std::vector<BadCompletionRecord> bad_completions() const override;
+    [[nodiscard]] bool device_gone() const override { return state_ == State::kGone; }
 
     // The owner is going away first.
-    void owner_gone() { owner_ = nullptr; }
+    void owner_gone() {
+        owner_ = nullptr;
+        owner_health_ = nullptr;
+    }
 
 private:
+    static constexpr uint16_t kNil = 0xFFFF;  // no CID: the queue holds at most 65535 commands
+    // Submission order among outstanding commands, to find the oldest in O(1).
     struct Tracker {
         CompletionCallback callback;
         void* context;
         int32_t sgl_page;
         uint32_t length;
+        int64_t submitted_ns;
+        uint16_t prev, next;
+    };
+    enum class State : uint8_t {
+        kOpen,
+        kRecovering,  // submissions wait (EAGAIN) while the queue is taken down and brought back
+        kBroken,      // recovery failed; commands are reported, submissions fail with EIO
+        kGone,        // the device is gone; submissions fail with ENODEV
+        kClosed,
     };
 
     // Builds and queues one command without ringing; `ring` says whether to ring after.
     Result<uint16_t> enqueue(const IoRequest& request);
+    Result<void> may_submit();
+    void track(uint16_t cid, const Tracker& t);
+    void untrack(uint16_t cid);
     void complete(uint16_t cid, const engine::CqEntry& entry);
-    void cancel(uint16_t cid);
+    // Reports a command the device did not answer, with the driver's verdict.
+    void report(uint16_t cid, IoStatus status);
+    // Reaps completions from the ring (no timeout or health checks).
+    uint32_t reap(uint32_t max);
+    [[nodiscard]] bool health_changed() const {
+        const auto& h = owner_health_;
+        return h && (h->resets.load(std::memory_order_relaxed) != seen_resets_ ||
+                     (h->device_gone && h->device_gone->load(std::memory_order_relaxed)));
+    }
+    // A reset or removal seen; returns commands reported.
+    uint32_t on_health_change();
+    // The oldest command is overdue: recover; returns commands reported.
+    uint32_t check_timeouts();
+    uint32_t recover();
+    // Reports every outstanding command: TIMEOUT if overdue, else `otherwise`.
+    uint32_t report_outstanding(IoStatus otherwise);
+    uint32_t fail_gone();
+    // The rings back at their start and the queue enabled again on the device.
+    void restart_queue(const char* after);
+    [[nodiscard]] int64_t now_ns() const;
     Error refused(int code, const std::string& why) const;
 
     QueueOwner* owner_;
@@ -76,9 +117,23 @@ private:
     dma::SglPagePool pool_;
     std::vector<Tracker> trackers_;
     std::vector<DmaSegment> scratch_;  // submit_host's translated segments
-    bool closed_ = false;
+    State state_ = State::kOpen;
+    std::string broken_why_;
     uint64_t queue_full_ = 0;
     uint64_t interrupts_ = 0;
+    uint64_t error_statuses_ = 0, timeouts_ = 0, queue_recoveries_ = 0, controller_resets_ = 0;
+
+    // Timeouts: the clock is read in poll() (every kClockEvery polls, or when a
+    // poll finds nothing), and a submission is stamped with that reading; a
+    // submission to an empty queue reads it afresh.
+    static constexpr uint32_t kClockEvery = 32;
+    int64_t timeout_ns_ = 0;
+    int64_t clock_ns_ = 0;
+    uint32_t polls_since_clock_ = 0;
+    uint16_t oldest_ = kNil, newest_ = kNil;
+
+    const ControllerHealth* owner_health_ = nullptr;
+    uint32_t seen_resets_ = 0;
 
     io_uring ring_{};
     bool ring_ready_ = false;

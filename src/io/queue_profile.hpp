@@ -5,6 +5,7 @@
 // pair (rings, CIDs, callbacks, interrupts, closing) is the same for all.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -34,16 +35,32 @@ public:
     [[nodiscard]] virtual uint32_t bytes(uint32_t dw0, IoStatus status, uint32_t requested) const = 0;
 };
 
+// What every queue pair of a controller watches on each call, with relaxed
+// loads of words that change only when something went wrong.
+struct ControllerHealth {
+    std::atomic<uint32_t> resets{0};  // controller resets so far
+    const std::atomic<bool>* device_gone = nullptr;
+};
+
 // The device side of a queue pair's life.
 class QueueOwner {
 public:
     virtual ~QueueOwner() = default;
     [[nodiscard]] virtual const std::string& name() const = 0;
     // Stops the queue on the device; the device completes (or aborts) what it fetched
-    // while drain() is called to reap those completions.
+    // while drain() is called to reap those completions. ETIMEDOUT when the device
+    // does not finish within its ready timeout; ENODEV when it is gone.
     virtual Result<void> disable_queue(uint16_t qid, const std::function<void()>& drain) = 0;
+    // Enables the queue again on the rings it was created with (heads and tails
+    // back at 0), after a disable or a controller reset. ENOTSUP where the
+    // profile cannot.
+    virtual Result<void> enable_queue(uint16_t qid) = 0;
+    // Resets the controller and brings it back up; every queue is then off until
+    // its queue pair enables it again (ControllerHealth::resets tells them).
+    virtual Result<void> reset_controller(const std::string& why) = 0;
     // The queue id and its vector are free again.
     virtual void release_queue(uint16_t qid, QueuePair* qp) = 0;
+    [[nodiscard]] virtual const ControllerHealth& health() const = 0;
 };
 
 }  // namespace vfioq::io

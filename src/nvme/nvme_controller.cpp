@@ -246,6 +246,7 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
     res.sq_entries = sq_entries;
     res.cq_entries = cq_entries;
     res.poll_batch = o.poll_batch ? o.poll_batch : 256;
+    res.command_timeout = o.command_timeout;
     res.sgl_page_count = o.sgl_pages ? o.sgl_pages : std::max<uint32_t>(16, o.depth / 4);
     auto& dma = device_.dma();
     auto sq = dma.allocate(uint64_t{sq_entries} * 64), cq = dma.allocate(uint64_t{cq_entries} * 16);
@@ -311,6 +312,17 @@ Result<void> NvmeController::disable_queue(uint16_t qid, const std::function<voi
     if (!r) return r.error();
     if (!r2) return r2.error();
     return {};
+}
+
+Result<void> NvmeController::enable_queue(uint16_t qid) {
+    return make_error(ENOTSUP, fmt::format("{}: queue {}: the NVMe profile does not re-create a queue after a "
+                                           "timeout; close the queue pair and create another",
+                                           name(), qid));
+}
+
+Result<void> NvmeController::reset_controller(const std::string& why) {
+    return make_error(ENOTSUP, fmt::format("{}: the NVMe profile does not reset the controller to recover ({})",
+                                           name(), why));
 }
 
 void NvmeController::release_queue(uint16_t qid, QueuePair* qp) {

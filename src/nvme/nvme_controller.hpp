@@ -35,11 +35,15 @@ public:
 
     [[nodiscard]] const std::string& name() const override { return device_.name(); }
     Result<void> disable_queue(uint16_t qid, const std::function<void()>& drain) override;
+    // Recovery is the SGQ card's: an NVMe queue that timed out is left disabled.
+    Result<void> enable_queue(uint16_t qid) override;
+    Result<void> reset_controller(const std::string& why) override;
     void release_queue(uint16_t qid, QueuePair* qp) override;
+    [[nodiscard]] const io::ControllerHealth& health() const override { return health_; }
     void write_doorbell(uint64_t offset, uint32_t value) override;
 
 private:
-    explicit NvmeController(Device& device) : device_(device) {}
+    explicit NvmeController(Device& device) : device_(device) { health_.device_gone = &device.gone_flag(); }
     Result<void> bring_up(const ControllerOptions& options);
     Result<uint32_t> wait_csts(const std::function<bool(uint32_t)>& pred, const char* awaited);
     // Runs one admin command to completion; returns DW0 of its completion.
@@ -51,6 +55,7 @@ private:
     Cap cap_{};
     NamespaceGeometry ns_;
     std::mutex mutex_;        // queue bookkeeping
+    io::ControllerHealth health_;
     std::mutex admin_mutex_;  // the admin queue: one command at a time
     DmaBuffer asq_, acq_, identify_;
     uint64_t identify_address_ = 0;  // as the controller sees it

@@ -5,6 +5,7 @@
 #include <linux/pci_regs.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <thread>
@@ -55,9 +56,7 @@ Result<uint32_t> SgqController::wait_register(uint64_t offset, const char* reg,
         if (!v) return v.error();
         if (pred(*v)) return *v;
         if (*v == 0xFFFFFFFFu)
-            return make_error(ENODEV, fmt::format("{}: {} reads all-ones while waiting for {}: the card is gone "
-                                                  "or not responding",
-                                                  name(), reg, awaited));
+            if (auto gone = confirm_gone(reg, "waiting for " + awaited)) return *gone;
         if (Clock::now() > deadline)
             return make_error(ETIMEDOUT, fmt::format("{}: {} still reads {:#010x} after {} ms waiting for {}", name(),
                                                      reg, *v, info_.ready_timeout.count(), awaited));
@@ -65,6 +64,15 @@ Result<uint32_t> SgqController::wait_register(uint64_t offset, const char* reg,
         std::this_thread::sleep_for(pause);
         pause = std::min(pause * 2, std::chrono::microseconds(2000));
     }
+}
+
+std::optional<Error> SgqController::confirm_gone(const char* reg, const std::string& doing) {
+    // No register of the card reads all-ones but a removed one; ID settles it.
+    auto id = device_.read32(kRegisterBar, kRegId);
+    if (id && *id != 0xFFFFFFFFu) return std::nullopt;
+    const std::string why = fmt::format("{} and ID read all-ones while {}: the card was removed or is dead", reg, doing);
+    device_.mark_gone(why);
+    return make_error(ENODEV, fmt::format("{}: {}", name(), why));
 }
 
 Result<void> SgqController::bring_up(const ControllerOptions& options) {
@@ -103,6 +111,7 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
                                               "take commands",
                                               name(), *cap, cap_.max_sge, cap_.mqes));
     queues_.assign(info_.queue_pairs, nullptr);
+    setups_.assign(info_.queue_pairs, QueueSetup{});
 
     // A controller left running by an earlier user is reset first: its queues point at memory that is gone.
     auto ctrl = reg32(kRegCtrl, "CTRL");
@@ -130,14 +139,7 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
         if (auto r = device_.config_write(PCI_COMMAND, 16, *cmd | PCI_COMMAND_MASTER); !r)
             return r.error().with_context(name() + ": enabling bus mastering");
 
-    if (auto r = set_reg32(kRegCtrl, kCtrlEn, "CTRL"); !r) return r.error().with_context(name());
-    auto ready = wait_register(
-        kRegStatus, "STATUS", [](uint32_t v) { return (v & (kStatusRdy | kStatusCfs)) != 0; }, "RDY = 1 after EN = 1");
-    if (!ready) return ready.error();
-    if (*ready & kStatusCfs)
-        return make_error(EIO, fmt::format("{}: STATUS.CFS (fatal controller status) is set after enabling; the "
-                                           "card needs a reset",
-                                           name()));
+    if (auto r = enable_controller(); !r) return r;
     running_ = true;
     log::get(log::kDevice)->info("{}: SGQ controller {}.{} ready: {} queue pairs of up to {} entries, {} bytes of "
                                  "card memory, {} bytes and {} segments per command",
@@ -152,6 +154,18 @@ Result<void> SgqController::apply_vectors() {
     for (const auto& fd : vector_fds_) fds.push_back(fd ? fd.get() : -1);
     if (auto r = device_.transport().set_irq_eventfds(kIrqMsix, 0, fds); !r)
         return r.error().with_context(name() + ": assigning MSI-X eventfds");
+    return {};
+}
+
+Result<void> SgqController::enable_controller() {
+    if (auto r = set_reg32(kRegCtrl, kCtrlEn, "CTRL"); !r) return r.error().with_context(name());
+    auto ready = wait_register(
+        kRegStatus, "STATUS", [](uint32_t v) { return (v & (kStatusRdy | kStatusCfs)) != 0; }, "RDY = 1 after EN = 1");
+    if (!ready) return ready.error();
+    if (*ready & kStatusCfs)
+        return make_error(EIO, fmt::format("{}: STATUS.CFS (fatal controller status) is set after enabling; the "
+                                           "card needs a reset",
+                                           name()));
     return {};
 }
 
@@ -197,6 +211,7 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
     res.sq_entries = sq_entries;
     res.cq_entries = cq_entries;
     res.poll_batch = o.poll_batch;
+    res.command_timeout = o.command_timeout;
     res.sgl_page_count = o.sgl_pages ? o.sgl_pages : std::max<uint32_t>(16, o.depth / 4);
     auto& dma = device_.dma();
     auto sq = dma.allocate(uint64_t{sq_entries} * kSqEntrySize);
@@ -247,24 +262,13 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
     if (!sq_base) return fail(sq_base.error().with_context("submission ring"));
     auto cq_base = dma.device_address(res.cq.iova(), res.cq.size());
     if (!cq_base) return fail(cq_base.error().with_context("completion ring"));
-    auto write64 = [&](uint64_t reg, uint64_t v) { return device_.write64(kRegisterBar, queue_register(qid, reg), v); };
-    auto write32 = [&](uint64_t reg, uint32_t v) { return device_.write32(kRegisterBar, queue_register(qid, reg), v); };
-    for (auto r : {write64(kQRegSqBase, *sq_base), write64(kQRegCqBase, *cq_base),
-                   write32(kQRegSqSize, sq_entries - 1), write32(kQRegCqSize, cq_entries - 1),
-                   write32(kQRegCoal, uint32_t{o.coalesce_entries} | uint32_t{o.coalesce_usecs} << 16)})
-        if (!r) return fail(r.error());
-    const uint32_t q_ctrl = kQCtrlEnable | (o.interrupts ? kQCtrlIen | vector << kQCtrlVectorShift : 0);
-    if (auto r = write32(kQRegCtrl, q_ctrl); !r) return fail(r.error());
-    auto st = wait_register(
-        queue_register(qid, kQRegStatus), "Q_STATUS",
-        [](uint32_t v) { return (v & (kQStatusEnabled | kQStatusError)) != 0; }, "ENABLED after Q_CTRL.ENABLE");
-    if (!st) return fail(st.error());
-    if (*st & kQStatusError) {
-        (void)write32(kQRegCtrl, 0);
-        return fail(make_error(EIO, fmt::format("the card refused to enable it (Q_STATUS.ERROR): SQ_BASE {:#x}, "
-                                                "CQ_BASE {:#x}, SQ_SIZE {}, CQ_SIZE {}",
-                                                *sq_base, *cq_base, sq_entries - 1, cq_entries - 1)));
-    }
+    setups_[qid] = QueueSetup{*sq_base,
+                              *cq_base,
+                              sq_entries,
+                              cq_entries,
+                              uint32_t{o.coalesce_entries} | uint32_t{o.coalesce_usecs} << 16,
+                              kQCtrlEnable | (o.interrupts ? kQCtrlIen | vector << kQCtrlVectorShift : 0)};
+    if (auto r = start_queue_locked(qid); !r) return fail(r.error());
     const dma::SglLimits limits{cap_.max_sge, cap_.sge_align, cap_.max_xfer};
     auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<SgqCodec>(limits, info_.devmem_size, dma.bus_map()),
                                                     std::move(res), limits.max_sge, dma);
@@ -275,7 +279,64 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
     return std::unique_ptr<QueuePair>(std::move(qp));
 }
 
+Result<void> SgqController::start_queue_locked(uint16_t qid) {
+    const QueueSetup& q = setups_[qid];
+    auto write64 = [&](uint64_t reg, uint64_t v) { return device_.write64(kRegisterBar, queue_register(qid, reg), v); };
+    auto write32 = [&](uint64_t reg, uint32_t v) { return device_.write32(kRegisterBar, queue_register(qid, reg), v); };
+    for (auto r : {write64(kQRegSqBase, q.sq_base), write64(kQRegCqBase, q.cq_base),
+                   write32(kQRegSqSize, q.sq_entries - 1), write32(kQRegCqSize, q.cq_entries - 1),
+                   write32(kQRegCoal, q.coal)})
+        if (!r) return r.error();
+    if (auto r = write32(kQRegCtrl, q.q_ctrl); !r) return r.error();
+    auto st = wait_register(
+        queue_register(qid, kQRegStatus), "Q_STATUS",
+        [](uint32_t v) { return (v & (kQStatusEnabled | kQStatusError)) != 0; }, "ENABLED after Q_CTRL.ENABLE");
+    if (!st) return st.error();
+    if (*st & kQStatusError) {
+        (void)write32(kQRegCtrl, 0);
+        return make_error(EIO, fmt::format("the card refused to enable it (Q_STATUS.ERROR): SQ_BASE {:#x}, "
+                                           "CQ_BASE {:#x}, SQ_SIZE {}, CQ_SIZE {}",
+                                           q.sq_base, q.cq_base, q.sq_entries - 1, q.cq_entries - 1));
+    }
+    return {};
+}
+
+Result<void> SgqController::enable_queue(uint16_t qid) {
+    std::lock_guard lock(mutex_);
+    if (!running_) return make_error(EPIPE, fmt::format("{}: queue {}: the controller is shut down", name(), qid));
+    if (auto r = start_queue_locked(qid); !r)
+        return r.error().with_context(fmt::format("{}: enabling queue {} again", name(), qid));
+    return {};
+}
+
+Result<void> SgqController::reset_controller(const std::string& why) {
+    std::lock_guard lock(mutex_);
+    if (!running_) return make_error(EPIPE, fmt::format("{}: the controller is shut down", name()));
+    log::get(log::kDevice)->warn("{}: resetting the controller: {}", name(), why);
+    // Every queue stops at once; each queue pair learns of it from health_ and reclaims its own commands.
+    auto down = disable_controller();
+    health_.resets.fetch_add(1, std::memory_order_release);
+    if (!down) return down.error().with_context("resetting the controller");
+    if (auto r = enable_controller(); !r) return r.error().with_context("bringing the controller back after a reset");
+    // Waiters on queue vectors wake up to see it now rather than at their timeout.
+    const uint64_t one = 1;
+    for (size_t v = 1; v < vector_fds_.size(); ++v)
+        if (vector_fds_[v] && ::write(vector_fds_[v].get(), &one, sizeof(one)) < 0) {
+            // A saturated counter means the waiter wakes anyway.
+        }
+    return {};
+}
+
 Result<void> SgqController::disable_queue(uint16_t qid, const std::function<void()>& drain) {
+    // A controller in fatal status does nothing until reset: do not wait for it.
+    auto status = reg32(kRegStatus, "STATUS");
+    if (!status) return status.error().with_context(fmt::format("{}: disabling queue {}", name(), qid));
+    if (*status == 0xFFFFFFFFu)
+        if (auto gone = confirm_gone("STATUS", fmt::format("disabling queue {}", qid))) return *gone;
+    if (*status & kStatusCfs)
+        return make_error(EIO, fmt::format("{}: disabling queue {}: STATUS.CFS (fatal controller status) is set; "
+                                           "the controller needs a reset",
+                                           name(), qid));
     const uint64_t ctrl = queue_register(qid, kQRegCtrl);
     if (auto r = device_.write32(kRegisterBar, ctrl, 0); !r)
         return r.error().with_context(fmt::format("{}: disabling queue {}", name(), qid));
@@ -316,6 +377,11 @@ Result<void> SgqController::shutdown() {
     }
     running_ = false;
     Result<void> result;
+    if (device_.gone()) {
+        // Nothing to shut down: the card is not there to hear it.
+        vector_fds_.clear();
+        return {};
+    }
     if (auto r = set_reg32(kRegCtrl, kCtrlEn | kCtrlShnNormal, "CTRL"); !r) {
         result = r.error().with_context(name());
     } else {

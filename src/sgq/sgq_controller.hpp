@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "vfioq/controller.hpp"
@@ -33,13 +34,22 @@ public:
 
     // For queue pairs: Q_CTRL.ENABLE = 0 and wait for ENABLED to clear, calling drain() meanwhile.
     Result<void> disable_queue(uint16_t qid, const std::function<void()>& drain) override;
+    Result<void> enable_queue(uint16_t qid) override;
+    Result<void> reset_controller(const std::string& why) override;
     void release_queue(uint16_t qid, QueuePair* qp) override;
+    [[nodiscard]] const io::ControllerHealth& health() const override { return health_; }
 
     // Doorbell writes through the transport where the doorbell page is not mapped.
     void write_doorbell(uint64_t offset, uint32_t value) override;
 
 private:
-    explicit SgqController(Device& device) : device_(device) {}
+    // What a queue is enabled with, kept to enable it again after a recovery.
+    struct QueueSetup {
+        uint64_t sq_base = 0, cq_base = 0;
+        uint32_t sq_entries = 0, cq_entries = 0, coal = 0, q_ctrl = 0;
+    };
+
+    explicit SgqController(Device& device) : device_(device) { health_.device_gone = &device.gone_flag(); }
     Result<void> bring_up(const ControllerOptions& options);
     Result<uint32_t> reg32(uint64_t offset, const char* name);
     Result<void> set_reg32(uint64_t offset, uint32_t value, const char* name);
@@ -48,12 +58,19 @@ private:
                                    const std::string& awaited, const std::function<void()>& between = {});
     Result<void> apply_vectors();
     Result<void> disable_controller();
+    Result<void> enable_controller();
+    // Writes a queue's registers from setups_ and sets ENABLE; callers hold mutex_.
+    Result<void> start_queue_locked(uint16_t qid);
+    // A register read all-ones: if ID does too, the device is gone (marked so) and this is the error.
+    std::optional<Error> confirm_gone(const char* reg, const std::string& doing);
 
     Device& device_;
     ControllerInfo info_;
     Cap cap_{};
     std::mutex mutex_;
     std::vector<io::EngineQueuePair*> queues_;  // by qid; null when free
+    std::vector<QueueSetup> setups_;              // by qid
+    io::ControllerHealth health_;
     std::vector<UniqueFd> vector_fds_;   // MSI-X eventfds by vector
     bool running_ = false;
 };

@@ -78,6 +78,10 @@ private:
     void receive_loop();
     void serve_dma(Message& msg);
     void fail_all(const Error& why);
+    void on_connection_lost(std::function<void(const Error&)> callback) override {
+        std::lock_guard lock(lost_mutex_);
+        on_lost_ = std::move(callback);
+    }
 
     MessageSocket socket_;
     const std::string name_;
@@ -94,6 +98,8 @@ private:
     uint16_t next_id_ = 1;
     std::thread receiver_;
     std::atomic<bool> closing_{false};  // our own shutdown: the end of the stream is expected
+    std::mutex lost_mutex_;              // held while on_lost_ runs
+    std::function<void(const Error&)> on_lost_;
 
     std::mutex regions_mutex_;
     std::map<uint32_t, CachedRegion> regions_;
@@ -243,9 +249,13 @@ void VfioUserClient::receive_loop() {
 
 void VfioUserClient::fail_all(const Error& why) {
     log::get(log::kVfioUser)->error("{}: {}", name_, why.message);
-    std::lock_guard lock(mutex_);
-    dead_ = why;
-    cv_.notify_all();
+    {
+        std::lock_guard lock(mutex_);
+        dead_ = why;
+        cv_.notify_all();
+    }
+    std::lock_guard lock(lost_mutex_);
+    if (on_lost_) on_lost_(why);
 }
 
 void VfioUserClient::serve_dma(Message& msg) {
