@@ -79,6 +79,11 @@ void QueueProcessor::run() {
     auto last_work = Clock::now();
     while (!stop_.load(std::memory_order_relaxed)) {
         refresh_queues();
+        if (device_.frozen()) {
+            // Fatal status or removed: nothing is fetched or posted until a reset (if ever).
+            idle(last_work);
+            continue;
+        }
         collect_finished();
         const auto now = Clock::now();
         bool work = false;
@@ -286,6 +291,13 @@ bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool al
             q.ready.push_back(f);
             work = true;
             continue;
+        }
+        if (fault == FaultKind::kFatal || fault == FaultKind::kAllOnes || fault == FaultKind::kDisconnect) {
+            // The card fails instead of posting this completion; a reset (if any) clears the queue.
+            if (fault == FaultKind::kFatal) device_.inject_fatal_error();
+            else device_.remove(fault == FaultKind::kDisconnect);
+            q.ready.push_front(f);
+            return true;
         }
         if (fault == FaultKind::kDrop) {
             --q.unposted;

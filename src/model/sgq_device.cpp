@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 #include <linux/pci_regs.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -52,6 +54,8 @@ Result<void> SgqDevice::init() {
     int fd = ::memfd_create("vfioq-model-bar0", MFD_CLOEXEC);
     if (fd < 0) return make_error(errno, fmt::format("memfd_create for BAR0 failed: {}", std::strerror(errno)));
     bar0_fd_.reset(fd);
+    disconnect_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!disconnect_fd_) return make_error(errno, fmt::format("eventfd failed: {}", std::strerror(errno)));
     if (::ftruncate(fd, sgq::kBar0Size) != 0)
         return make_error(errno, fmt::format("sizing the BAR0 memfd failed: {}", std::strerror(errno)));
     void* p = ::mmap(nullptr, sgq::kBar0Size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -82,6 +86,10 @@ Result<void> SgqDevice::region_read(uint32_t index, uint64_t offset, std::span<s
     if (out.empty() || offset >= size || out.size() > size - offset)
         return make_error(EINVAL, fmt::format("read of {} bytes at {:#x} is outside {} ({:#x} bytes)", out.size(),
                                               offset, name, size));
+    if (removed()) {
+        std::memset(out.data(), 0xFF, out.size());
+        return {};
+    }
     if (index == kConfigIndex) {
         std::lock_guard lock(mutex_);
         config_space_.read(static_cast<uint32_t>(offset), out);
@@ -109,6 +117,7 @@ Result<void> SgqDevice::region_write(uint32_t index, uint64_t offset, std::span<
     if (in.empty() || offset >= size || in.size() > size - offset)
         return make_error(EINVAL, fmt::format("write of {} bytes at {:#x} is outside {} ({:#x} bytes)", in.size(),
                                               offset, name, size));
+    if (removed()) return {};
     if (index == kConfigIndex) {
         bool flr;
         {
@@ -138,11 +147,13 @@ std::atomic_ref<uint32_t> SgqDevice::doorbell(uint64_t offset) {
 }
 
 uint32_t SgqDevice::read32(uint64_t offset) {
+    if (removed()) return 0xFFFFFFFFu;
     std::lock_guard lock(mutex_);
     return read32_locked(offset);
 }
 
 void SgqDevice::write32(uint64_t offset, uint32_t value) {
+    if (removed()) return;
     {
         std::lock_guard lock(mutex_);
         write32_locked(offset, value);
@@ -360,6 +371,7 @@ Result<void> SgqDevice::publish32(uint16_t qid, uint16_t cid, uint64_t iova, uin
 
 void SgqDevice::controller_reset_locked() {
     fatal_ = false;
+    fatal_flag_.store(false);
     shst_ = sgq::kShstNormal;
     scratch_ = 0;
     err_status_ = 0;
@@ -456,8 +468,19 @@ void SgqDevice::inject_fatal_error() {
     {
         std::lock_guard lock(mutex_);
         fatal_ = true;
+        fatal_flag_.store(true);
     }
     msix_.raise(0);
+}
+
+void SgqDevice::remove(bool close_connection) {
+    removed_.store(true);
+    if (close_connection) {
+        const uint64_t one = 1;
+        if (::write(disconnect_fd_.get(), &one, sizeof(one)) < 0) {
+            // Only a saturated counter fails, and then it is readable already.
+        }
+    }
 }
 
 }  // namespace vfioq::model

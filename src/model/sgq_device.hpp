@@ -62,8 +62,20 @@ public:
     // The client went away: its DMA windows and eventfds are released, and a
     // running controller (CTRL.EN = 1) is reset; an idle one keeps its registers.
     void client_disconnected();
-    // Fault injection: a fatal controller error (STATUS.CFS, vector 0).
+    // Fault injection: a fatal controller error (STATUS.CFS, vector 0); the
+    // card does nothing more until a reset.
     void inject_fatal_error();
+    // Fault injection: surprise removal. Every register and config read gives
+    // all-ones, writes are dropped and the card does nothing more; with
+    // `close_connection` the server also closes the client's connection.
+    void remove(bool close_connection);
+    [[nodiscard]] bool removed() const { return removed_.load(std::memory_order_acquire); }
+    // Readable once the server should close the connection (remove(true)).
+    [[nodiscard]] int disconnect_fd() const { return disconnect_fd_.get(); }
+    // The card does nothing: fatal status or removed.
+    [[nodiscard]] bool frozen() const {
+        return fatal_flag_.load(std::memory_order_acquire) || removed_.load(std::memory_order_acquire);
+    }
     // Fault injection: the next `count` commands that pass validation complete
     // with `status` and move no data.
     void inject_command_status(uint16_t status, uint32_t count);
@@ -143,6 +155,9 @@ private:
     std::atomic<uint32_t> forced_count_{0};
     std::atomic<uint16_t> forced_status_{0};
     std::atomic<uint64_t> reads_seen_{0};
+    std::atomic<bool> fatal_flag_{false};  // fatal_, for the processor
+    std::atomic<bool> removed_{false};
+    UniqueFd disconnect_fd_;
     std::unique_ptr<QueueProcessor> processor_;  // last: stopped before the rest goes
 };
 

@@ -62,8 +62,11 @@ void VfioUserServer::serve(UniqueFd connection, int reject_listen_fd) {
     logger->info("client connected");
 
     for (;;) {
-        pollfd fds[3] = {{socket_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}, {reject_listen_fd, POLLIN, 0}};
-        int n = ::poll(fds, reject_listen_fd >= 0 ? 3 : 2, -1);
+        pollfd fds[4] = {{socket_.fd(), POLLIN, 0},
+                         {stop_fd_.get(), POLLIN, 0},
+                         {device_.disconnect_fd(), POLLIN, 0},
+                         {reject_listen_fd, POLLIN, 0}};
+        int n = ::poll(fds, reject_listen_fd >= 0 ? 4 : 3, -1);
         if (n < 0) {
             if (errno == EINTR) continue;
             logger->error("poll failed: {}; dropping the client", std::strerror(errno));
@@ -73,7 +76,11 @@ void VfioUserServer::serve(UniqueFd connection, int reject_listen_fd) {
             logger->info("stop requested; closing the client connection");
             break;
         }
-        if (reject_listen_fd >= 0 && fds[2].revents) {
+        if (fds[2].revents) {
+            logger->warn("the card was unplugged (fault injection); closing the client connection");
+            break;
+        }
+        if (reject_listen_fd >= 0 && fds[3].revents) {
             UniqueFd extra(::accept4(reject_listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
             if (extra) logger->warn("refused a second client: this server serves one client at a time");
         }
