@@ -10,10 +10,12 @@ extern "C" {
 #include <pci/pci.h>
 }
 
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -208,7 +210,65 @@ void show_sgq_registers(vfioq::Device& dev) {
     }
 }
 
-void show_device(std::string_view address) {
+// Runs `commands` NOPs through a queue pair and reports what the card did
+// wrong: statuses, refused completion entries (with the last ones as the
+// card wrote them), timeouts and the recoveries they caused.
+void check_health(vfioq::Device& dev, uint32_t commands, std::chrono::milliseconds timeout) {
+    using namespace std::chrono;
+    fmt::print("\nHealth check ({} NOP commands, timeout {} ms):\n", commands, timeout.count());
+    auto ctrl = vfioq::Controller::open(dev);
+    if (!ctrl) {
+        fmt::print("  bring-up failed: {}\n", ctrl.error().message);
+        return;
+    }
+    auto qp = (*ctrl)->create_queue_pair({.depth = 32, .command_timeout = timeout});
+    if (!qp) {
+        fmt::print("  no queue pair: {}\n", qp.error().message);
+        return;
+    }
+    static std::map<vfioq::IoStatus, uint64_t> statuses;
+    statuses.clear();
+    auto cb = [](const vfioq::Completion& c) { ++statuses[c.status]; };
+    uint32_t submitted = 0;
+    uint64_t reported = 0;
+    std::string stopped;
+    const auto give_up = steady_clock::now() + timeout * 4 + seconds(10);
+    while (reported < commands && steady_clock::now() < give_up) {
+        while (submitted < commands) {
+            auto r = (*qp)->submit({vfioq::Opcode::kNop, 0, {}, cb, nullptr});
+            if (!r) {
+                if (r.error().code != EAGAIN) stopped = r.error().message;
+                break;
+            }
+            ++submitted;
+        }
+        if (!stopped.empty()) break;
+        (*qp)->poll();
+        reported = 0;
+        for (const auto& [st, n] : statuses) reported += n;
+    }
+    (void)(*qp)->close();
+    std::string by_status;
+    for (const auto& [st, n] : statuses)
+        by_status += fmt::format("{}{} {}", by_status.empty() ? "" : ", ", vfioq::io_status_name(st), n);
+    fmt::print("  reported       {} of {}: {}\n", reported, submitted, by_status.empty() ? "none" : by_status);
+    if (!stopped.empty()) fmt::print("  stopped        {}\n", stopped);
+    const auto st = (*qp)->stats();
+    fmt::print("  device errors  {}: CID out of range {}, CID not outstanding {}, wrong SQ id {}, SQ head invalid {}\n",
+               st.device_errors, st.cid_out_of_range, st.cid_not_outstanding, st.wrong_sqid, st.sq_head_invalid);
+    fmt::print("  error status   {} completions\n", st.error_statuses);
+    fmt::print("  recovery       {} timeouts, {} queue recoveries, {} controller resets\n", st.timeouts,
+               st.queue_recoveries, st.controller_resets);
+    const auto bad = (*qp)->bad_completions();
+    if (!bad.empty()) fmt::print("  last bad completion entries (as the card wrote them):\n");
+    for (const auto& b : bad)
+        fmt::print("    {:08x} {:08x} {:08x} {:08x}  CID {}, SQ id {}, SQ head {}, status {:#x}: {}\n", b.dwords[0],
+                   b.dwords[1], b.dwords[2], b.dwords[3], b.dwords[3] & 0xFFFF, b.dwords[2] >> 16,
+                   b.dwords[2] & 0xFFFF, b.dwords[3] >> 17, b.reason);
+    if (dev.gone()) fmt::print("  the device is gone: {}\n", dev.gone_reason());
+}
+
+void show_device(std::string_view address, uint32_t check_commands, std::chrono::milliseconds timeout) {
     auto dev = check(vfioq::Device::open(address));
     auto& t = dev->transport();
     const auto& info = t.device_info();
@@ -242,10 +302,12 @@ void show_device(std::string_view address) {
                    irq.maskable ? ", maskable" : "", irq.noresize ? ", no resize" : "");
     }
     const uint32_t class_code = static_cast<uint32_t>(check(dev->config_read(0x08, 32)) >> 8);
-    if (class_code == 0x010802)
+    if (class_code == 0x010802) {
         show_nvme(*dev);
-    else
+    } else {
         show_sgq_registers(*dev);
+        if (check_commands) check_health(*dev, check_commands, timeout);
+    }
 }
 
 }  // namespace
@@ -253,16 +315,32 @@ void show_device(std::string_view address) {
 int main(int argc, char** argv) {
     std::optional<std::string_view> log_level;
     std::optional<std::string_view> address;
+    uint32_t check_commands = 0;
+    std::chrono::milliseconds timeout{1000};
+    auto number = [&](std::string_view opt, std::string_view v, uint64_t max) {
+        auto n = vfioq::cli::parse_u64(v);
+        if (!n || *n > max) vfioq::cli::fail(kTool, fmt::format("{} takes a number up to {}", opt, max), 2);
+        return *n;
+    };
     for (int i = 1; i < argc; ++i) {
         std::string_view a = argv[i];
         if (a == "-h" || a == "--help") {
-            fmt::print("usage: vfioq-info [--log-level LEVEL] [DEVICE]\n\n"
+            fmt::print("usage: vfioq-info [--log-level LEVEL] [--check N [--timeout-ms MS]] [DEVICE]\n\n"
                        "Without DEVICE: the host's PCI devices (driver, IOMMU group, NUMA node, link)\n"
                        "and what the host offers for VFIO. With DEVICE (model, vfio-user:PATH or a\n"
-                       "PCI address): identity, capabilities, regions, IRQs and the SGQ registers.\n");
+                       "PCI address): identity, capabilities, regions, IRQs and the SGQ registers\n"
+                       "(ERR_STATUS, ERR_QID and ERR_ADDR decoded).\n\n"
+                       "  --check N        run N NOP commands and report the card's errors: statuses,\n"
+                       "                   refused completion entries by kind and the last ones raw,\n"
+                       "                   timeouts and recoveries\n"
+                       "  --timeout-ms MS  the per-command timeout of --check (default 1000)\n");
             return 0;
         }
-        if (a == "--log-level" && i + 1 < argc) {
+        if (a == "--check" && i + 1 < argc) {
+            check_commands = static_cast<uint32_t>(number(a, argv[++i], 10000000));
+        } else if (a == "--timeout-ms" && i + 1 < argc) {
+            timeout = std::chrono::milliseconds(number(a, argv[++i], 3600000));
+        } else if (a == "--log-level" && i + 1 < argc) {
             log_level = argv[++i];
         } else if (a.starts_with("--log-level=")) {
             log_level = a.substr(12);
@@ -276,7 +354,7 @@ int main(int argc, char** argv) {
     }
     vfioq::cli::setup_logging(kTool, log_level);
     if (address)
-        show_device(*address);
+        show_device(*address, check_commands, timeout);
     else
         list_host();
     return 0;

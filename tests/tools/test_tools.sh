@@ -47,6 +47,24 @@ stop_devsim
 check "vfioq-devsim exits cleanly on SIGTERM" test "$devsim_status" -eq 0
 check "vfioq-devsim removes its socket" test ! -e "$sock"
 
+# A card that loses, duplicates and mislabels completions: vfioq-info --check says what it did.
+start_devsim "$sock" --fault 3:wrong-cid --fault 6:drop --fault 8:duplicate --fault 10:status
+"$tools/vfioq-info" --check 20 --timeout-ms 200 "vfio-user:$sock" >"$tmp/health" 2>&1
+check "vfioq-info --check reports every command" contains "$tmp/health" "reported  *20 of 20: SUCCESS 17, INTERNAL 1, TIMEOUT 2"
+check "vfioq-info --check counts device errors by kind" \
+    contains "$tmp/health" "device errors  2: CID out of range 1, CID not outstanding 1"
+check "vfioq-info --check shows the bad entries raw" contains "$tmp/health" "0001ffff  CID 65535, SQ id 0"
+check "vfioq-info --check counts the recovery" contains "$tmp/health" "2 timeouts, 1 queue recoveries, 0 controller resets"
+stop_devsim
+
+# A card that falls off the bus: reported, and nothing hangs.
+start_devsim "$sock" --fault 5:disconnect
+check "vfioq-info --check survives a card unplugged mid-run" \
+    bash -c "timeout 20 '$tools/vfioq-info' --check 20 'vfio-user:$sock' >'$tmp/gone' 2>&1"
+check "it says the device is gone" contains "$tmp/gone" "DEVICE_GONE 16"
+check "and why" contains "$tmp/gone" "the device is gone: .*connection to the server lost"
+stop_devsim
+
 # A card that corrupts data: the self-test must fail and name what it found.
 start_devsim "$sock" --corrupt-reads-every 7 --out-of-order --workers 2
 set +e
