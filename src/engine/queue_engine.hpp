@@ -108,6 +108,9 @@ public:
     // Submission: acquire a CID, fill the slot at the tail, push; ring once per batch.
     int32_t acquire_cid() { return cids_.acquire(); }
     void abandon_cid(uint16_t cid) { cids_.release(cid); }
+    // A CID's tag (0 .. capacity - 1: an index for per-command state) and back (CidPool).
+    [[nodiscard]] uint32_t tag_of(uint16_t cid) const { return cids_.tag_of(cid); }
+    [[nodiscard]] uint16_t cid_of(uint32_t tag) const { return cids_.cid_of(tag); }
     [[nodiscard]] void* sq_slot() const { return static_cast<std::byte*>(cfg_.sq) + uint64_t{sq_tail_} * kSqEntrySize; }
     void push() {
         sq_tail_ = next(sq_tail_, cfg_.sq_entries);
@@ -120,13 +123,14 @@ public:
         ++counters_.sq_doorbells;
     }
 
-    // Reaps up to `max` entries; calls on_complete(cid, entry) for each valid one,
-    // after its CID is free again (the callback may submit). Returns completions delivered.
+    // Reaps up to `max` entries; calls on_complete(tag, entry) for each valid one
+    // (entry.cid is the CID), after its CID is free again (the callback may
+    // submit). Returns completions delivered.
     template <typename F>
     uint32_t poll(uint32_t max, F&& on_complete);
 
     // Forgets every outstanding command (after a controller reset or a disable
-    // whose completions never came); calls on_lost(cid) for each.
+    // whose completions never came); calls on_lost(tag) for each.
     template <typename F>
     void reclaim_all(F&& on_lost);
     // Back to a freshly enabled queue: heads and tails at 0, phase 1, the CQ
@@ -181,7 +185,7 @@ uint32_t QueueEngine::poll(uint32_t max, F&& on_complete) {
             record_bad(e, BadCompletionReason::kWrongSqid);
             continue;
         }
-        if (e.cid >= cids_.capacity()) {
+        if (!cids_.in_range(e.cid)) {
             record_bad(e, BadCompletionReason::kCidOutOfRange);
             continue;
         }
@@ -195,10 +199,11 @@ uint32_t QueueEngine::poll(uint32_t max, F&& on_complete) {
             sq_head_ = e.sqhd;
         else
             record_bad(e, BadCompletionReason::kSqHeadInvalid);
+        const auto cid_tag = static_cast<uint16_t>(cids_.tag_of(e.cid));
         cids_.release(e.cid);
         ++counters_.completed;
         ++delivered;
-        on_complete(e.cid, e);
+        on_complete(cid_tag, e);
     }
     if (reaped != 0) {
         cfg_.cq_head.ring(cq_head_);
@@ -209,8 +214,8 @@ uint32_t QueueEngine::poll(uint32_t max, F&& on_complete) {
 
 template <typename F>
 void QueueEngine::reclaim_all(F&& on_lost) {
-    for (uint32_t cid = 0; cid < cids_.capacity(); ++cid)
-        if (cids_.release(cid)) on_lost(static_cast<uint16_t>(cid));
+    for (uint32_t tag = 0; tag < cids_.capacity(); ++tag)
+        if (cids_.release(cids_.cid_of(tag))) on_lost(static_cast<uint16_t>(tag));
 }
 
 }  // namespace vfioq::engine

@@ -21,7 +21,7 @@ EngineQueuePair::EngineQueuePair(QueueOwner& owner, std::unique_ptr<CommandCodec
       engine_(engine::RingConfig{res_.qid, res_.sq.data(), res_.sq_entries, res_.cq.data(), res_.cq_entries,
                                  res_.depth, res_.sq_doorbell, res_.cq_doorbell}),
       pool_(res_.sgl_pages.data(), res_.sgl_pages.iova(), res_.sgl_page_count, dma.bus_map()),
-      trackers_(res_.depth, Tracker{nullptr, nullptr, -1, 0, 0, kNil, kNil}),
+      trackers_(res_.depth, Tracker{nullptr, nullptr, -1, 0, 0, kNil, kNil, 0}),
       scratch_(max_segments),
       timeout_ns_(res_.command_timeout.count()),
       owner_health_(&owner.health()),
@@ -59,18 +59,20 @@ Result<void> EngineQueuePair::may_submit() {
 
 void EngineQueuePair::track(uint16_t cid, const Tracker& t) {
     if (timeout_ns_ != 0 && oldest_ == kNil) clock_ns_ = now_ns();
-    Tracker& n = trackers_[cid];
+    const auto tag = static_cast<uint16_t>(engine_.tag_of(cid));
+    Tracker& n = trackers_[tag];
     n = t;
     n.submitted_ns = clock_ns_;
     n.prev = newest_;
     n.next = kNil;
-    if (newest_ != kNil) trackers_[newest_].next = cid;
-    else oldest_ = cid;
-    newest_ = cid;
+    n.cid = cid;
+    if (newest_ != kNil) trackers_[newest_].next = tag;
+    else oldest_ = tag;
+    newest_ = tag;
 }
 
-void EngineQueuePair::untrack(uint16_t cid) {
-    Tracker& t = trackers_[cid];
+void EngineQueuePair::untrack(uint16_t tag) {
+    Tracker& t = trackers_[tag];
     if (t.prev != kNil) trackers_[t.prev].next = t.next;
     else oldest_ = t.next;
     if (t.next != kNil) trackers_[t.next].prev = t.prev;
@@ -96,7 +98,7 @@ Result<uint16_t> EngineQueuePair::enqueue(const IoRequest& req) {
     const int32_t cid = engine_.acquire_cid();  // can_submit() said one is free
     const auto cid16 = static_cast<uint16_t>(cid);
     std::memcpy(sqe + 2, &cid16, sizeof(cid16));
-    track(cid16, Tracker{req.callback, req.context, *page, codec_->length(sqe), 0, kNil, kNil});
+    track(cid16, Tracker{req.callback, req.context, *page, codec_->length(sqe), 0, kNil, kNil, 0});
     std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     return cid16;
@@ -135,7 +137,7 @@ Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, C
     std::memcpy(sqe, entry.data(), sizeof(sqe));
     const auto cid = static_cast<uint16_t>(engine_.acquire_cid());
     std::memcpy(sqe + 2, &cid, sizeof(cid));
-    track(cid, Tracker{callback, context, -1, codec_->length(sqe), 0, kNil, kNil});
+    track(cid, Tracker{callback, context, -1, codec_->length(sqe), 0, kNil, kNil, 0});
     std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     engine_.ring_sq();
@@ -157,26 +159,26 @@ Result<uint32_t> EngineQueuePair::submit_batch(std::span<const IoRequest> reques
     return n;
 }
 
-void EngineQueuePair::complete(uint16_t cid, const engine::CqEntry& e) {
-    untrack(cid);
-    const Tracker& t = trackers_[cid];
+void EngineQueuePair::complete(uint16_t tag, const engine::CqEntry& e) {
+    untrack(tag);
+    const Tracker& t = trackers_[tag];
     const uint16_t raw = e.status();
     if (raw != 0) ++error_statuses_;
     const IoStatus status = codec_->decode(raw);
     if (t.callback)
-        t.callback(Completion{status, raw, res_.qid, cid, codec_->bytes(e.dw0, status, t.length), t.context});
+        t.callback(Completion{status, raw, res_.qid, e.cid, codec_->bytes(e.dw0, status, t.length), t.context});
 }
 
-void EngineQueuePair::report(uint16_t cid, IoStatus status) {
-    untrack(cid);
-    const Tracker& t = trackers_[cid];
+void EngineQueuePair::report(uint16_t tag, IoStatus status) {
+    untrack(tag);
+    const Tracker& t = trackers_[tag];
     if (status == IoStatus::kTimeout) ++timeouts_;
-    if (t.callback) t.callback(Completion{status, 0, res_.qid, cid, 0, t.context});
+    if (t.callback) t.callback(Completion{status, 0, res_.qid, t.cid, 0, t.context});
 }
 
 uint32_t EngineQueuePair::reap(uint32_t max) {
     return engine_.poll(max ? max : res_.poll_batch,
-                        [this](uint16_t cid, const engine::CqEntry& e) { complete(cid, e); });
+                        [this](uint16_t tag, const engine::CqEntry& e) { complete(tag, e); });
 }
 
 uint32_t EngineQueuePair::poll(uint32_t max) {
@@ -200,17 +202,17 @@ uint32_t EngineQueuePair::check_timeouts() {
 uint32_t EngineQueuePair::report_outstanding(IoStatus otherwise) {
     uint32_t n = 0;
     const int64_t overdue_before = clock_ns_ - timeout_ns_;
-    engine_.reclaim_all([&](uint16_t cid) {
-        const bool overdue = timeout_ns_ != 0 && trackers_[cid].submitted_ns <= overdue_before;
-        report(cid, overdue ? IoStatus::kTimeout : otherwise);
+    engine_.reclaim_all([&](uint16_t tag) {
+        const bool overdue = timeout_ns_ != 0 && trackers_[tag].submitted_ns <= overdue_before;
+        report(tag, overdue ? IoStatus::kTimeout : otherwise);
         ++n;
     });
     return n;
 }
 
 uint32_t EngineQueuePair::recover() {
-    const uint16_t cid = oldest_;
-    const auto waited_ms = (clock_ns_ - trackers_[cid].submitted_ns) / 1000000;
+    const uint16_t cid = trackers_[oldest_].cid;
+    const auto waited_ms = (clock_ns_ - trackers_[oldest_].submitted_ns) / 1000000;
     log::get(log::kDevice)->warn("{}: queue pair {}: command {} is not completed after {} ms (timeout {} ms); "
                                  "disabling the queue to recover",
                                  name_, res_.qid, cid, waited_ms, timeout_ns_ / 1000000);
@@ -267,13 +269,21 @@ uint32_t EngineQueuePair::on_health_change() {
 
 uint32_t EngineQueuePair::fail_gone() {
     state_ = State::kGone;
+    // What the card posted before it went is in host memory and is its answer.
     uint32_t n = 0;
-    engine_.reclaim_all([&](uint16_t cid) {
-        report(cid, IoStatus::kDeviceGone);
+    while (engine_.outstanding() != 0) {
+        const uint32_t got = reap(0);
+        if (got == 0) break;
+        n += got;
+    }
+    const uint32_t posted = n;
+    engine_.reclaim_all([&](uint16_t tag) {
+        report(tag, IoStatus::kDeviceGone);
         ++n;
     });
-    if (n) log::get(log::kDevice)->warn("{}: queue pair {}: the device is gone; {} commands reported DEVICE_GONE",
-                                        name_, res_.qid, n);
+    if (n != posted)
+        log::get(log::kDevice)->warn("{}: queue pair {}: the device is gone; {} commands reported DEVICE_GONE",
+                                     name_, res_.qid, n - posted);
     return n;
 }
 
@@ -357,7 +367,7 @@ Result<void> EngineQueuePair::close() {
         log::get(log::kDevice)->warn("{}: queue pair {}: {} commands were never completed by the device; "
                                      "reported as CANCELLED",
                                      name_, res_.qid, engine_.outstanding());
-    engine_.reclaim_all([this](uint16_t cid) { report(cid, IoStatus::kCancelled); });
+    engine_.reclaim_all([this](uint16_t tag) { report(tag, IoStatus::kCancelled); });
     if (owner_) owner_->release_queue(res_.qid, this);
     owner_ = nullptr;
     owner_health_ = nullptr;
@@ -387,7 +397,7 @@ QueuePairStats EngineQueuePair::stats() const {
     s.controller_resets = controller_resets_;
     s.interrupts = interrupts_;
     s.memory_bytes = res_.sq.size() + res_.cq.size() + res_.sgl_pages.size() + trackers_.size() * sizeof(Tracker) +
-                     scratch_.size() * sizeof(DmaSegment) + res_.depth * 3u /* CID pool */;
+                     scratch_.size() * sizeof(DmaSegment) + res_.depth * 4u /* CID pool */;
     return s;
 }
 

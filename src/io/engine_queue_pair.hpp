@@ -62,8 +62,9 @@ public:
     }
 
 private:
-    static constexpr uint16_t kNil = 0xFFFF;  // no CID: the queue holds at most 65535 commands
-    // Submission order among outstanding commands, to find the oldest in O(1).
+    static constexpr uint16_t kNil = 0xFFFF;  // no tag: the queue holds at most 65535 commands
+    // By tag (QueueEngine::tag_of). prev and next link the outstanding
+    // commands in submission order, to find the oldest in O(1).
     struct Tracker {
         CompletionCallback callback;
         void* context;
@@ -71,6 +72,7 @@ private:
         uint32_t length;
         int64_t submitted_ns;
         uint16_t prev, next;
+        uint16_t cid;
     };
     enum class State : uint8_t {
         kOpen,
@@ -84,10 +86,10 @@ private:
     Result<uint16_t> enqueue(const IoRequest& request);
     Result<void> may_submit();
     void track(uint16_t cid, const Tracker& t);
-    void untrack(uint16_t cid);
-    void complete(uint16_t cid, const engine::CqEntry& entry);
+    void untrack(uint16_t tag);
+    void complete(uint16_t tag, const engine::CqEntry& entry);
     // Reports a command the device did not answer, with the driver's verdict.
-    void report(uint16_t cid, IoStatus status);
+    void report(uint16_t tag, IoStatus status);
     // Reaps completions from the ring (no timeout or health checks).
     uint32_t reap(uint32_t max);
     [[nodiscard]] bool health_changed() const {

@@ -206,8 +206,8 @@ Result<uint32_t> NvmeController::admin(Command cmd, const std::string& what) {
     const auto deadline = Clock::now() + std::max(info_.ready_timeout, std::chrono::milliseconds(5000));
     std::optional<engine::CqEntry> done;
     while (!done) {
-        admin_.poll(8, [&](uint16_t got, const engine::CqEntry& e) {
-            if (got == cid) done = e;
+        admin_.poll(8, [&](uint16_t, const engine::CqEntry& e) {
+            if (e.cid == cid) done = e;
         });
         if (done) break;
         if (Clock::now() > deadline)

@@ -93,7 +93,53 @@ TEST(CidPool, AcquireReleaseAndOutstanding) {
     EXPECT_TRUE(p.release(1));
     EXPECT_FALSE(p.release(1)) << "a second release is refused";
     EXPECT_FALSE(p.release(7)) << "out of range";
-    EXPECT_EQ(p.acquire(), 1);
+    EXPECT_EQ(p.acquire(), 1 | 1 << 12) << "tag 1 again, in its next generation";
+    EXPECT_FALSE(p.outstanding(1)) << "the old CID of a reused tag is not outstanding";
+    EXPECT_TRUE(p.outstanding(1 | 1 << 12));
+    EXPECT_EQ(p.tag_of(1 | 1 << 12), 1u);
+}
+
+TEST(CidPool, GenerationsWrapAndLargeQueuesUseEveryBitForTheTag) {
+    CidPool p(1);
+    for (uint32_t i = 0; i < 40; ++i) {
+        const int32_t cid = p.acquire();
+        EXPECT_EQ(cid, static_cast<int32_t>((i % 16) << 12));
+        EXPECT_TRUE(p.release(static_cast<uint32_t>(cid)));
+    }
+    CidPool big(5000);
+    for (uint32_t i = 0; i < 5000; ++i) EXPECT_EQ(big.acquire(), static_cast<int32_t>(i));
+    EXPECT_TRUE(big.release(4999));
+    EXPECT_EQ(big.acquire(), 4999) << "no generation bits above 4096 commands";
+}
+
+TEST(QueueEngine, ALateDuplicateDoesNotCompleteTheCommandThatReusedItsTag) {
+    FakeDevice d(16, 16, 8);
+    QueueEngine& e = d.engine;
+    const int32_t a = submit(e);
+    e.ring_sq();
+    d.fetch();
+    d.post(static_cast<uint16_t>(a));
+    std::vector<uint16_t> delivered;
+    e.poll(100, [&](uint16_t tag, const CqEntry& c) {
+        delivered.push_back(tag);
+        EXPECT_EQ(c.cid, a);
+    });
+    const int32_t b = submit(e);  // the same tag, the next generation
+    e.ring_sq();
+    d.fetch();
+    EXPECT_EQ(e.tag_of(static_cast<uint16_t>(b)), e.tag_of(static_cast<uint16_t>(a)));
+    EXPECT_NE(b, a);
+    d.post(static_cast<uint16_t>(a));  // the card repeats a's completion
+    e.poll(100, [&](uint16_t tag, const CqEntry&) { delivered.push_back(tag); });
+    EXPECT_EQ(delivered.size(), 1u) << "b must not complete before the card ran it";
+    EXPECT_EQ(e.outstanding(), 1u);
+    EXPECT_EQ(e.counters().cid_not_outstanding, 1u);
+    d.post(static_cast<uint16_t>(b));
+    e.poll(100, [&](uint16_t tag, const CqEntry& c) {
+        delivered.push_back(tag);
+        EXPECT_EQ(c.cid, b);
+    });
+    EXPECT_EQ(delivered.size(), 2u);
 }
 
 TEST(QueueEngine, EmptyAndFullBoundaries) {
@@ -213,7 +259,7 @@ TEST(QueueEngine, BadCompletionsAreCountedAndTheQueueCarriesOn) {
     e.ring_sq();
     for (uint16_t cid : d.fetch()) d.post(cid);
     e.poll(100, [&](uint16_t cid, const CqEntry&) { delivered.push_back(cid); });
-    EXPECT_EQ(delivered.back(), c2);
+    EXPECT_EQ(delivered.back(), e.tag_of(static_cast<uint16_t>(c2)));
     EXPECT_EQ(e.outstanding(), 0u);
 }
 
