@@ -5,11 +5,13 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "vfioq/log.hpp"
 #include "vfioq/result.hpp"
@@ -30,6 +32,22 @@ inline std::optional<uint64_t> parse_u64(std::string_view s) {
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
     if (s.empty() || ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
     return v;
+}
+
+// Parses "500ms", "90s", "5m", "1h" or a plain number of seconds.
+inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view s) {
+    uint64_t scale = 1000;
+    for (auto [suffix, ms] : {std::pair{"ms", 1}, std::pair{"s", 1000}, std::pair{"m", 60000}, std::pair{"h", 3600000}})
+        if (s.ends_with(suffix)) {
+            s.remove_suffix(std::string_view(suffix).size());
+            scale = static_cast<uint64_t>(ms);
+            break;
+        }
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v > (uint64_t{1} << 40) / scale)
+        return std::nullopt;
+    return std::chrono::milliseconds(v * scale);
 }
 
 [[noreturn]] inline void fail(std::string_view tool, const std::string& message, int status = 1) {

@@ -2,12 +2,19 @@
 // vfioq-selftest: a data-integrity pass over the card. Seeded patterns go to
 // card memory through random scatter/gather shapes and come back through
 // other random shapes; every byte is checked. It runs at each queue depth
-// asked for, on several queue pairs at once (one thread each).
+// asked for, on several queue pairs at once (one thread each). As a soak it
+// runs for a time, optionally with the built-in model injecting faults, and
+// checks that every command was reported exactly once and that nothing
+// (file descriptors, mappings) leaked.
 #include <fmt/format.h>
 #include <getopt.h>
 
+#include <dirent.h>
+
 #include <atomic>
 #include <chrono>
+#include <fstream>
+#include <map>
 #include <deque>
 #include <mutex>
 #include <random>
@@ -16,9 +23,12 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "common/message_socket.hpp"
+#include "model/model_server.hpp"
 #include "selftest_pattern.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/vfio_user.hpp"
 
 namespace {
 
@@ -40,6 +50,10 @@ struct Options {
     bool quiet = false;
     bool nvme_prp = false;
     uint64_t segment_align = 0;  // 0: the device's own
+    std::chrono::milliseconds soak{0};  // run for this long (0: a fixed number of commands)
+    double fault_rate = 0;              // the built-in model's faults per completion
+    uint64_t fault_seed = 1;
+    std::chrono::milliseconds command_timeout{0};  // 0: 30 s, or 250 ms with faults
 };
 
 void usage(FILE* out) {
@@ -58,6 +72,13 @@ void usage(FILE* out) {
                "  --interrupts         wait for MSI-X interrupts instead of polling\n"
                "  --nvme-prp           NVMe: move data by PRPs even if the controller has SGLs\n"
                "  --segment-align N    segment addresses and lengths multiples of N (default: the device's)\n"
+               "  --soak DURATION      run for DURATION (90s, 5m, 1h, 500ms) across the depths, and\n"
+               "                       check that every command came back once and nothing leaked\n"
+               "  --faults RATE        with the built-in model: inject faults at RATE per completion\n"
+               "                       (error status, dropped, duplicate, wrong-CID, stale-phase, late);\n"
+               "                       a failed command is counted and its data written again\n"
+               "  --fault-seed N       seed of the injected faults (default 1)\n"
+               "  --timeout-ms MS      per-command timeout (default 30000; 250 with --faults)\n"
                "  --quiet              print only failures and the verdict\n"
                "  --log-level LEVEL    trace, debug, info, warn, error or off, or SUBSYSTEM=LEVEL,...\n"
                "\n"
@@ -74,7 +95,10 @@ uint64_t number(std::string_view opt, const char* s) {
 Options parse(int argc, char** argv) {
     Options o;
     std::optional<std::string_view> log_level;
-    enum { kDepths = 1000, kQps, kCommands, kMaxBytes, kMaxSeg, kSeed, kInterrupts, kQuiet, kLog, kHelp, kPrp, kSegAlign };
+    enum {
+        kDepths = 1000, kQps, kCommands, kMaxBytes, kMaxSeg, kSeed, kInterrupts, kQuiet, kLog, kHelp, kPrp,
+        kSegAlign, kSoak, kFaults, kFaultSeed, kTimeout
+    };
     static const option longs[] = {{"depths", required_argument, nullptr, kDepths},
                                    {"queue-pairs", required_argument, nullptr, kQps},
                                    {"commands", required_argument, nullptr, kCommands},
@@ -85,6 +109,10 @@ Options parse(int argc, char** argv) {
                                    {"nvme-prp", no_argument, nullptr, kPrp},
                                    {"segment-align", required_argument, nullptr, kSegAlign},
                                    {"quiet", no_argument, nullptr, kQuiet},
+                                   {"soak", required_argument, nullptr, kSoak},
+                                   {"faults", required_argument, nullptr, kFaults},
+                                   {"fault-seed", required_argument, nullptr, kFaultSeed},
+                                   {"timeout-ms", required_argument, nullptr, kTimeout},
                                    {"log-level", required_argument, nullptr, kLog},
                                    {"help", no_argument, nullptr, kHelp},
                                    {nullptr, 0, nullptr, 0}};
@@ -119,6 +147,22 @@ Options parse(int argc, char** argv) {
                 break;
             }
             case kQuiet: o.quiet = true; break;
+            case kSoak: {
+                auto d = cli::parse_duration(optarg);
+                if (!d || d->count() == 0)
+                    cli::fail(kTool, fmt::format("--soak '{}' is not a duration such as 90s, 5m or 500ms", optarg), 2);
+                o.soak = *d;
+                break;
+            }
+            case kFaults: {
+                char* end = nullptr;
+                o.fault_rate = std::strtod(optarg, &end);
+                if (*end || !(o.fault_rate >= 0 && o.fault_rate <= 1))
+                    cli::fail(kTool, fmt::format("--faults '{}' is not a rate from 0 to 1", optarg), 2);
+                break;
+            }
+            case kFaultSeed: o.fault_seed = number("--fault-seed", optarg); break;
+            case kTimeout: o.command_timeout = std::chrono::milliseconds(number("--timeout-ms", optarg)); break;
             case kLog: log_level = optarg; break;
             case 'h':
             case kHelp: usage(stdout); std::exit(0);
@@ -129,6 +173,10 @@ Options parse(int argc, char** argv) {
     if (optind < argc) cli::fail(kTool, fmt::format("unexpected argument '{}'", argv[optind]), 2);
     if (o.queue_pairs == 0) cli::fail(kTool, "--queue-pairs must be at least 1", 2);
     if (o.max_bytes == 0) cli::fail(kTool, "--max-bytes must be at least 1", 2);
+    if (o.fault_rate > 0 && o.device != "model")
+        cli::fail(kTool, "--faults needs the built-in model (DEVICE model); for a vfioq-devsim give it --fault", 2);
+    if (o.command_timeout.count() == 0)
+        o.command_timeout = o.fault_rate > 0 ? std::chrono::milliseconds(250) : std::chrono::milliseconds(30000);
     cli::setup_logging(kTool, log_level);
     return o;
 }
@@ -157,14 +205,17 @@ struct Slot {
     std::vector<DmaSegment> segments;
     class Worker* worker = nullptr;
     bool done = false;
+    bool in_flight = false;  // submitted and not yet reported
 };
 
 class Worker {
 public:
     Worker(QueuePair& qp, DmaBuffer& host, const Options& o, const ControllerInfo& info, uint32_t depth,
-           uint64_t card_base, uint64_t card_span, uint64_t jobs, Verdict& verdict)
-        : qp_(qp), o_(o), verdict_(verdict), rng_(o.seed * 0x9E3779B97F4A7C15ull ^ (qp.id() + 1) * 7919 ^ depth),
-          jobs_left_(jobs), align_(std::max<uint64_t>(info.segment_alignment, o.segment_align)),
+           uint64_t card_base, uint64_t card_span, uint64_t jobs, Clock::time_point deadline, uint64_t round,
+           Verdict& verdict)
+        : qp_(qp), o_(o), verdict_(verdict),
+          rng_(o.seed * 0x9E3779B97F4A7C15ull ^ (qp.id() + 1) * 7919 ^ depth ^ round * 0x2545F4914F6CDD1Dull),
+          jobs_left_(jobs), deadline_(deadline), align_(std::max<uint64_t>(info.segment_alignment, o.segment_align)),
           unit_(std::max<uint64_t>(align_, info.block_size)),
           max_segments_(o.max_segments ? std::min(o.max_segments, info.max_segments) : info.max_segments) {
         const uint64_t per_slot_card = card_span / depth;
@@ -187,6 +238,13 @@ public:
     [[nodiscard]] uint64_t slot_bytes() const { return slot_bytes_; }
     [[nodiscard]] uint64_t bytes_verified() const { return verified_; }
     [[nodiscard]] uint64_t commands() const { return commands_; }
+    [[nodiscard]] const std::map<IoStatus, uint64_t>& statuses() const { return statuses_; }
+    // Slots whose command was never reported.
+    [[nodiscard]] uint64_t unreported() const {
+        uint64_t n = 0;
+        for (const auto& s : slots_) n += s.in_flight;
+        return n;
+    }
 
     void run() {
         if (slot_bytes_ == 0) {
@@ -226,7 +284,7 @@ private:
     }
 
     void start_job(Slot& s) {
-        if (jobs_left_ == 0) {
+        if (jobs_left_ == 0 || (o_.soak.count() != 0 && Clock::now() >= deadline_)) {
             s.done = true;
             return;
         }
@@ -259,11 +317,13 @@ private:
     }
 
     void submit(Slot& s) {
+        s.in_flight = true;
         auto r = qp_.submit({s.reading ? Opcode::kRead : Opcode::kWrite, s.devaddr, s.segments, on_complete, &s});
         if (r) {
             ++commands_;
             return;
         }
+        s.in_flight = false;
         if (r.error().code == EAGAIN) {
             pending_.push_back(&s);  // back-pressure (descriptor pages): try again after a poll
             return;
@@ -283,6 +343,19 @@ private:
 
     void completed(Slot& s, const Completion& c) {
         const char* what = s.reading ? "read" : "write";
+        if (!s.in_flight) {
+            verdict_.fail(fmt::format("queue pair {}: {} CID {} of card address {:#x} was reported again ({})", c.qid,
+                                      what, c.cid, s.devaddr, io_status_name(c.status)));
+            return;
+        }
+        s.in_flight = false;
+        ++statuses_[c.status];
+        if (c.status != IoStatus::kSuccess && o_.fault_rate > 0) {
+            // An injected fault: counted; the slot starts over with a fresh write.
+            --active_;
+            start_job(s);
+            return;
+        }
         if (c.status != IoStatus::kSuccess || c.bytes != s.length) {
             verdict_.fail(fmt::format("queue pair {}: {} CID {} of card address [{:#x}, {:#x}) in {} segments "
                                       "completed with {} (device status {:#x}, {} bytes moved)",
@@ -330,6 +403,8 @@ private:
     Verdict& verdict_;
     std::mt19937_64 rng_;
     uint64_t jobs_left_;
+    Clock::time_point deadline_;
+    std::map<IoStatus, uint64_t> statuses_;
     uint64_t align_;  // segment addresses and lengths
     uint64_t unit_;   // card addresses and transfer lengths (blocks)
     uint32_t max_segments_;
@@ -349,11 +424,105 @@ T setup(Result<T> r) {
     return std::move(*r);
 }
 
+// The device; with --faults, the built-in model set up to misbehave.
+std::unique_ptr<Device> open_device(const Options& o) {
+    if (o.fault_rate == 0) return setup(Device::open(o.device));
+    model::ModelConfig config;
+    auto& f = config.faults;
+    const double each = o.fault_rate / 6;
+    f.error_status = f.drop = f.duplicate = f.wrong_cid = f.stale_phase = f.late = each;
+    f.seed = o.fault_seed;
+    // Late, but within the timeout: it must come back as the card's own completion.
+    f.late_by_us = static_cast<uint32_t>(std::chrono::microseconds(o.command_timeout).count() / 3);
+    auto pair = setup(vfio_user::make_socket_pair());
+    auto server = setup(model::ModelServer::start(config, std::move(pair.second)));
+    auto transport = setup(open_vfio_user(std::move(pair.first), "model"));
+    return setup(Device::from_transport(std::move(transport), std::shared_ptr<model::ModelServer>(std::move(server))));
+}
+
+// What the process holds, to show that a soak leaks nothing.
+size_t count_entries(const char* dir) {
+    size_t n = 0;
+    if (DIR* d = ::opendir(dir)) {
+        while (::readdir(d)) ++n;
+        ::closedir(d);
+    }
+    return n;
+}
+size_t count_lines(const char* file) {
+    std::ifstream in(file);
+    size_t n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
+}
+
+struct Totals {
+    uint64_t bytes = 0, commands = 0, unreported = 0;
+    std::map<IoStatus, uint64_t> statuses;
+    QueuePairStats qp;
+};
+
+// One round: a queue pair per thread at one depth, until `jobs` per queue pair or the deadline.
+void run_round(Device& device, Controller& controller, const Options& o, uint32_t depth, uint64_t jobs,
+               Clock::time_point deadline, uint64_t round, Verdict& verdict, Totals& totals) {
+    const ControllerInfo& info = controller.info();
+    const uint32_t qps = std::min(o.queue_pairs, info.queue_pairs - (o.interrupts ? 1u : 0u));
+    const uint64_t unit = std::max<uint64_t>({info.segment_alignment, info.block_size, o.segment_align});
+    const uint64_t card_span = info.devmem_size / qps / unit * unit;
+    std::vector<std::unique_ptr<QueuePair>> pairs;
+    std::vector<DmaBuffer> hosts;
+    std::vector<std::unique_ptr<Worker>> workers;
+    for (uint32_t q = 0; q < qps; ++q) {
+        QueuePairOptions qo;
+        qo.depth = depth;
+        qo.interrupts = o.interrupts;
+        qo.sgl_pages = std::max<uint32_t>(64, depth / 2);
+        qo.command_timeout = o.command_timeout;
+        pairs.push_back(setup(controller.create_queue_pair(qo)));
+        hosts.push_back(setup(device.dma().allocate(o.host_budget)));
+        workers.push_back(std::make_unique<Worker>(*pairs.back(), hosts.back(), o, info, depth, card_span * q,
+                                                   card_span, jobs, deadline, round, verdict));
+    }
+    const auto start = Clock::now();
+    std::vector<std::thread> threads;
+    for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+    for (auto& t : threads) t.join();
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    uint64_t bytes = 0, commands = 0;
+    for (auto& qp : pairs)
+        if (auto r = qp->close(); !r) verdict.fail(r.error().message);
+    for (size_t q = 0; q < workers.size(); ++q) {
+        const auto& w = *workers[q];
+        bytes += w.bytes_verified();
+        commands += w.commands();
+        for (const auto& [st, n] : w.statuses()) totals.statuses[st] += n;
+        if (const uint64_t lost = w.unreported()) {
+            verdict.fail(fmt::format("queue pair {}: {} commands were never reported", pairs[q]->id(), lost));
+            totals.unreported += lost;
+        }
+        const auto st = pairs[q]->stats();
+        totals.qp.device_errors += st.device_errors;
+        totals.qp.cid_out_of_range += st.cid_out_of_range;
+        totals.qp.cid_not_outstanding += st.cid_not_outstanding;
+        totals.qp.wrong_sqid += st.wrong_sqid;
+        totals.qp.sq_head_invalid += st.sq_head_invalid;
+        totals.qp.timeouts += st.timeouts;
+        totals.qp.queue_recoveries += st.queue_recoveries;
+        totals.qp.controller_resets += st.controller_resets;
+    }
+    totals.bytes += bytes;
+    totals.commands += commands;
+    if (!o.quiet)
+        fmt::print("depth {:5}: {} queue pair(s), {} commands (transfers up to {} bytes), {:.1f} MiB verified "
+                   "in {:.2f} s\n",
+                   depth, qps, commands, workers.front()->slot_bytes(), bytes / 1048576.0, secs);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
-    auto device = setup(Device::open(o.device));
+    auto device = open_device(o);
     ControllerOptions copts;
     copts.nvme_use_prp = o.nvme_prp;
     auto controller = setup(Controller::open(*device, copts));
@@ -365,44 +534,70 @@ int main(int argc, char** argv) {
                    device->name(), info.kind, info.devmem_size, info.max_segments, info.max_transfer,
                    info.segment_alignment, info.block_size, qps, o.seed, o.interrupts ? "interrupts" : "polling");
     Verdict verdict;
-    const uint64_t unit = std::max<uint64_t>({info.segment_alignment, info.block_size, o.segment_align});
-    const uint64_t card_span = info.devmem_size / qps / unit * unit;
+    std::vector<uint32_t> depths;
     for (uint32_t depth : o.depths) {
-        if (depth + 1 > info.max_queue_entries) {
+        if (depth + 1 > info.max_queue_entries)
             verdict.fail(fmt::format("depth {} needs rings of {} entries; the card allows {}", depth, depth + 1,
                                      info.max_queue_entries));
-            continue;
+        else
+            depths.push_back(depth);
+    }
+    Totals totals;
+    if (o.soak.count() == 0) {
+        for (uint32_t depth : depths) {
+            const uint64_t jobs = o.commands ? o.commands : std::max<uint64_t>(256, 2ull * depth);
+            run_round(*device, *controller, o, depth, jobs, Clock::time_point::max(), 0, verdict, totals);
         }
-        const uint64_t jobs = o.commands ? o.commands : std::max<uint64_t>(256, 2ull * depth);
-        std::vector<std::unique_ptr<QueuePair>> pairs;
-        std::vector<DmaBuffer> hosts;
-        std::vector<std::unique_ptr<Worker>> workers;
-        for (uint32_t q = 0; q < qps; ++q) {
-            QueuePairOptions qo;
-            qo.depth = depth;
-            qo.interrupts = o.interrupts;
-            qo.sgl_pages = std::max<uint32_t>(64, depth / 2);
-            pairs.push_back(setup(controller->create_queue_pair(qo)));
-            hosts.push_back(setup(device->dma().allocate(o.host_budget)));
-            workers.push_back(std::make_unique<Worker>(*pairs.back(), hosts.back(), o, info, depth,
-                                                       card_span * q, card_span, jobs, verdict));
-        }
-        const auto start = Clock::now();
-        std::vector<std::thread> threads;
-        for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
-        for (auto& t : threads) t.join();
-        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-        uint64_t bytes = 0, commands = 0;
-        for (auto& w : workers) {
-            bytes += w->bytes_verified();
-            commands += w->commands();
-        }
-        for (auto& qp : pairs)
-            if (auto r = qp->close(); !r) verdict.fail(r.error().message);
+    } else if (!depths.empty()) {
+        // Rounds cycle through the depths; every round creates and closes its queue pairs,
+        // so that what one leaks shows in the count after it.
+        const auto end = Clock::now() + o.soak;
+        const auto round_len = std::clamp<std::chrono::milliseconds>(
+            o.soak / (2 * depths.size()), std::chrono::milliseconds(200), std::chrono::seconds(30));
+        size_t fds_before = 0, maps_before = 0;
+        uint64_t round = 0;
         if (!o.quiet)
-            fmt::print("depth {:5}: {} queue pair(s), {} commands (transfers up to {} bytes), {:.1f} MiB verified "
-                       "in {:.2f} s\n",
-                       depth, qps, commands, workers.front()->slot_bytes(), bytes / 1048576.0, secs);
+            fmt::print("soak for {} ms in rounds of {} ms{}\n", o.soak.count(), round_len.count(),
+                       o.fault_rate > 0 ? fmt::format(", {} faults per completion (seed {}), command timeout {} ms",
+                                                      o.fault_rate, o.fault_seed, o.command_timeout.count())
+                                        : "");
+        while (Clock::now() < end || round < 2) {
+            const auto now = Clock::now();
+            const auto deadline = now >= end ? now + round_len : std::min(now + round_len, end);
+            run_round(*device, *controller, o, depths[round % depths.size()], UINT64_MAX, deadline, round, verdict,
+                      totals);
+            if (device->gone()) {
+                verdict.fail(fmt::format("the device is gone: {}", device->gone_reason()));
+                break;
+            }
+            // The first round sets up what stays (logging, allocator state); later rounds must add nothing.
+            if (round == 0) {
+                fds_before = count_entries("/proc/self/fd");
+                maps_before = count_lines("/proc/self/maps");
+            }
+            ++round;
+        }
+        const size_t fds_after = count_entries("/proc/self/fd"), maps_after = count_lines("/proc/self/maps");
+        std::string by_status;
+        for (const auto& [st, n] : totals.statuses)
+            by_status += fmt::format("{}{} {}", by_status.empty() ? "" : ", ", io_status_name(st), n);
+        const auto& q = totals.qp;
+        fmt::print("soak: {} rounds, {} commands, {:.1f} MiB verified; reported {}\n", round, totals.commands,
+                   totals.bytes / 1048576.0, by_status);
+        fmt::print("soak: device errors {} (CID out of range {}, CID not outstanding {}, wrong SQ id {}, SQ head "
+                   "invalid {}); {} timeouts, {} queue recoveries, {} controller resets\n",
+                   q.device_errors, q.cid_out_of_range, q.cid_not_outstanding, q.wrong_sqid, q.sq_head_invalid,
+                   q.timeouts, q.queue_recoveries, q.controller_resets);
+        fmt::print("soak: {} commands never reported; open files {} -> {}, mappings {} -> {}\n", totals.unreported,
+                   fds_before, fds_after, maps_before, maps_after);
+        if (fds_after > fds_before)
+            verdict.fail(fmt::format("{} file descriptors leaked during the soak", fds_after - fds_before));
+        if (maps_after > maps_before)
+            verdict.fail(fmt::format("{} memory mappings leaked during the soak", maps_after - maps_before));
+        uint64_t reported = 0;
+        for (const auto& [st, n] : totals.statuses) reported += n;
+        if (reported != totals.commands)
+            verdict.fail(fmt::format("{} commands submitted but {} reported", totals.commands, reported));
     }
     if (verdict.failures) {
         fmt::print("vfioq-selftest: FAIL ({} failures)\n", verdict.failures);

@@ -28,6 +28,11 @@ check "vfioq-regs names the missing socket" bash -c "! '$tools/vfioq-regs' vfio-
 # The data-integrity pass: every depth up to 4096 on two queue pairs, polled and by interrupts.
 check "vfioq-selftest passes at depths 1 to 4096 on the model" "$tools/vfioq-selftest" --depths 1,64,4096
 check "vfioq-selftest passes with interrupts" "$tools/vfioq-selftest" --interrupts --depths 1,256 --queue-pairs 3
+check "vfioq-selftest soaks with faults, every command once, nothing leaked" \
+    bash -c "'$tools/vfioq-selftest' --soak 3s --faults 0.02 --depths 4,128 --quiet >'$tmp/soak' 2>&1"
+check "the soak reports what the faults did" contains "$tmp/soak" "queue recoveries"
+check "the soak accounts for every command" contains "$tmp/soak" "0 commands never reported"
+check "--faults needs the built-in model" bash -c "'$tools/vfioq-selftest' vfio-user:/nowhere --faults 0.1 2>&1 | grep -q 'needs the built-in model'"
 check "vfioq-selftest refuses a bad option" bash -c "! '$tools/vfioq-selftest' --depths 0 2>'$tmp/err' && grep -q 'depth 0' '$tmp/err'"
 
 # A separate device process, reached by socket.
