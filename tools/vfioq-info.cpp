@@ -67,7 +67,8 @@ std::string link_of(pci_dev* dev, const fs::path& sysfs) {
 }
 
 // libpci reports fatal errors through a printf-style callback.
-[[noreturn]] void libpci_error(char* format, ...) {
+// The GNU spelling: clang makes it part of the type that libpci's callback pointer has.
+__attribute__((noreturn)) void libpci_error(char* format, ...) {
     va_list args;
     va_start(args, format);
     std::fprintf(stderr, "vfioq-info: libpci: ");

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "common/device_access.hpp"
+
 namespace vfioq::model {
 
 Result<void> DmaSpace::map(uint64_t iova, uint64_t size, bool readable, bool writable, UniqueFd fd,
@@ -131,6 +133,7 @@ Result<void> DmaSpace::access(bool to_host, uint64_t iova, std::span<std::byte> 
         if (w.local) {
             // The shared lock keeps the window mapped while we copy (unmap waits for it).
             std::byte* p = w.local + (at - base);
+            [[maybe_unused]] const DeviceAccessScope device_access;
             if (to_host)
                 std::memcpy(p, piece.data(), chunk);
             else

@@ -381,7 +381,9 @@ void SgqDevice::controller_reset_locked() {
     stat_bytes_ = 0;
     shutdown_pending_ = false;
     for (auto& q : queues_) q = QueueRegs{.generation = q.generation + 1};
-    std::memset(bar0_map_ + sgq::kDoorbellBase, 0, sgq::kDoorbellPageSize);
+    // Word by word, atomically: the host and the doorbell thread touch this page without the lock.
+    for (uint64_t off = 0; off < sgq::kDoorbellPageSize; off += 4)
+        doorbell(sgq::kDoorbellBase + off).store(0, std::memory_order_relaxed);
     // Every queue stops at once: the processor drops what it fetched.
     epoch_.fetch_add(1, std::memory_order_acq_rel);
     queues_changed();

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "../common/device_access.hpp"
 #include "../common/message_socket.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/vfio_user.hpp"
@@ -300,10 +301,13 @@ void VfioUserClient::serve_dma(Message& msg) {
         return refuse(EFAULT, fmt::format("IOVA {:#x} is not {} by the device", req->address,
                                           to_host ? "writable" : "readable"));
     std::byte* p = w->vaddr + (req->address - it->first);
-    if (to_host) {
-        std::memcpy(p, msg.payload.data() + sizeof(DmaAccessPayload), req->count);
-    } else {
-        reply.insert(reply.end(), p, p + req->count);
+    {
+        [[maybe_unused]] const DeviceAccessScope device_access;
+        if (to_host) {
+            std::memcpy(p, msg.payload.data() + sizeof(DmaAccessPayload), req->count);
+        } else {
+            reply.insert(reply.end(), p, p + req->count);
+        }
     }
     if (!msg.wants_reply()) return;
     std::lock_guard lock(send_mutex_);

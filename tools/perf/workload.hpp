@@ -104,7 +104,6 @@ private:
     uint64_t cursor_ = 0;               // sequential: the next card address
     bool measuring_ = false;
     uint64_t window_start_ = 0;         // tsc
-    double tsc_per_ns_ = 1;
     uint64_t counted_ = 0;
     std::atomic<uint64_t> progress_{0};
     std::atomic<bool> finished_{false};
