@@ -15,7 +15,8 @@ struct Named {
 constexpr Named kNames[] = {{FaultKind::kErrorStatus, "status"},     {FaultKind::kDrop, "drop"},
                             {FaultKind::kDuplicate, "duplicate"},    {FaultKind::kWrongCid, "wrong-cid"},
                             {FaultKind::kStalePhase, "stale-phase"}, {FaultKind::kLate, "late"},
-                            {FaultKind::kFatal, "cfs"},              {FaultKind::kAllOnes, "all-ones"},
+                            {FaultKind::kFatal, "cfs"},              {FaultKind::kHang, "hang"},
+                            {FaultKind::kAllOnes, "all-ones"},
                             {FaultKind::kDisconnect, "disconnect"}};
 
 double* rate_of(FaultConfig& c, FaultKind k) {
@@ -27,6 +28,7 @@ double* rate_of(FaultConfig& c, FaultKind k) {
         case FaultKind::kStalePhase: return &c.stale_phase;
         case FaultKind::kLate: return &c.late;
         case FaultKind::kFatal: return &c.fatal;
+        case FaultKind::kHang: return &c.hang;
         case FaultKind::kAllOnes: return &c.all_ones;
         case FaultKind::kDisconnect: return &c.disconnect;
         case FaultKind::kNone: break;
@@ -52,8 +54,8 @@ Result<void> FaultConfig::add(std::string_view spec) {
     const auto usage = [&] {
         return make_error(EINVAL, "fault '" + std::string(spec) +
                                       "': give KIND=RATE (a chance from 0 to 1 per completion) or N:KIND (the Nth "
-                                      "completion); KIND is status, drop, duplicate, wrong-cid, stale-phase, late, cfs, all-ones or "
-                                      "disconnect");
+                                      "completion); KIND is status, drop, duplicate, wrong-cid, stale-phase, late, cfs, hang, "
+                                      "all-ones or disconnect");
     };
     if (const auto eq = spec.find('='); eq != std::string_view::npos) {
         const auto kind = parse_fault(spec.substr(0, eq));
@@ -78,7 +80,7 @@ Result<void> FaultConfig::add(std::string_view spec) {
 }
 
 Result<void> FaultConfig::validate() const {
-    const double sum = error_status + drop + duplicate + wrong_cid + stale_phase + late + fatal + all_ones + disconnect;
+    const double sum = error_status + drop + duplicate + wrong_cid + stale_phase + late + fatal + hang + all_ones + disconnect;
     if (sum > 1) return make_error(EINVAL, "the fault rates add up to more than 1 per completion");
     if (status == 0 || status > 0x7FFF) return make_error(EINVAL, "an injected status must be 1 .. 0x7fff");
     return {};

@@ -28,18 +28,19 @@ enum class FaultKind : uint8_t {
     kLate,         // posted FaultConfig::late_by after it was due
     // The card fails as a whole instead of posting this completion:
     kFatal,        // STATUS.CFS and vector 0; nothing more is done until a reset
+    kHang,         // its engine hangs without a word: nothing more is done (a queue disable never finishes) until a reset
     kAllOnes,      // it falls off the bus: every register reads all-ones, nothing more is done
     kDisconnect,   // as kAllOnes, and the vfio-user server closes the connection
 };
 const char* fault_name(FaultKind kind);
-// "drop", "duplicate", "wrong-cid", "stale-phase", "late", "status", "cfs", "all-ones", "disconnect".
+// "drop", "duplicate", "wrong-cid", "stale-phase", "late", "status", "cfs", "hang", "all-ones", "disconnect".
 std::optional<FaultKind> parse_fault(std::string_view name);
 
 struct FaultConfig {
     uint64_t seed = 1;
     // The chance of each kind, per completion (0 .. 1).
     double error_status = 0, drop = 0, duplicate = 0, wrong_cid = 0, stale_phase = 0, late = 0;
-    double fatal = 0, all_ones = 0, disconnect = 0;
+    double fatal = 0, hang = 0, all_ones = 0, disconnect = 0;
     uint16_t status = 9;  // INTERNAL
     uint32_t late_by_us = 100000;
     // Completion number (from 1) and the fault it gets, whatever the rates say.
@@ -49,7 +50,7 @@ struct FaultConfig {
 
     [[nodiscard]] bool any() const {
         return error_status > 0 || drop > 0 || duplicate > 0 || wrong_cid > 0 || stale_phase > 0 || late > 0 ||
-               fatal > 0 || all_ones > 0 || disconnect > 0 || !script.empty();
+               fatal > 0 || hang > 0 || all_ones > 0 || disconnect > 0 || !script.empty();
     }
     // "drop=0.01" (a rate) or "5:drop" (a script entry) into this config.
     Result<void> add(std::string_view spec);

@@ -292,9 +292,11 @@ bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool al
             work = true;
             continue;
         }
-        if (fault == FaultKind::kFatal || fault == FaultKind::kAllOnes || fault == FaultKind::kDisconnect) {
+        if (fault == FaultKind::kFatal || fault == FaultKind::kHang || fault == FaultKind::kAllOnes ||
+            fault == FaultKind::kDisconnect) {
             // The card fails instead of posting this completion; a reset (if any) clears the queue.
             if (fault == FaultKind::kFatal) device_.inject_fatal_error();
+            else if (fault == FaultKind::kHang) device_.hang();
             else device_.remove(fault == FaultKind::kDisconnect);
             q.ready.push_front(f);
             return true;

@@ -372,6 +372,7 @@ Result<void> SgqDevice::publish32(uint16_t qid, uint16_t cid, uint64_t iova, uin
 void SgqDevice::controller_reset_locked() {
     fatal_ = false;
     fatal_flag_.store(false);
+    hung_.store(false);
     shst_ = sgq::kShstNormal;
     scratch_ = 0;
     err_status_ = 0;

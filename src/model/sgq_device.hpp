@@ -65,6 +65,9 @@ public:
     // Fault injection: a fatal controller error (STATUS.CFS, vector 0); the
     // card does nothing more until a reset.
     void inject_fatal_error();
+    // Fault injection: the card's engine hangs; nothing is fetched or posted
+    // (so a queue disable never finishes) until a controller reset.
+    void hang() { hung_.store(true, std::memory_order_release); }
     // Fault injection: surprise removal. Every register and config read gives
     // all-ones, writes are dropped and the card does nothing more; with
     // `close_connection` the server also closes the client's connection.
@@ -72,9 +75,10 @@ public:
     [[nodiscard]] bool removed() const { return removed_.load(std::memory_order_acquire); }
     // Readable once the server should close the connection (remove(true)).
     [[nodiscard]] int disconnect_fd() const { return disconnect_fd_.get(); }
-    // The card does nothing: fatal status or removed.
+    // The card does nothing: fatal status, hung or removed.
     [[nodiscard]] bool frozen() const {
-        return fatal_flag_.load(std::memory_order_acquire) || removed_.load(std::memory_order_acquire);
+        return fatal_flag_.load(std::memory_order_acquire) || hung_.load(std::memory_order_acquire) ||
+               removed_.load(std::memory_order_acquire);
     }
     // Fault injection: the next `count` commands that pass validation complete
     // with `status` and move no data.
@@ -156,6 +160,7 @@ private:
     std::atomic<uint16_t> forced_status_{0};
     std::atomic<uint64_t> reads_seen_{0};
     std::atomic<bool> fatal_flag_{false};  // fatal_, for the processor
+    std::atomic<bool> hung_{false};
     std::atomic<bool> removed_{false};
     UniqueFd disconnect_fd_;
     std::unique_ptr<QueueProcessor> processor_;  // last: stopped before the rest goes

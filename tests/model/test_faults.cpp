@@ -190,6 +190,12 @@ TEST(FaultConfig, SpecsAreParsedAndBadOnesSayWhatIsExpected) {
     EXPECT_TRUE(c.add("17:wrong-cid"));
     ASSERT_EQ(c.script.size(), 1u);
     EXPECT_EQ(c.script[0], std::make_pair(uint64_t{17}, FaultKind::kWrongCid));
+    for (auto [spec, kind] : {std::pair{"3:cfs", FaultKind::kFatal}, std::pair{"4:hang", FaultKind::kHang},
+                              std::pair{"5:all-ones", FaultKind::kAllOnes},
+                              std::pair{"6:disconnect", FaultKind::kDisconnect}}) {
+        EXPECT_TRUE(c.add(spec)) << spec;
+        EXPECT_EQ(c.script.back().second, kind) << spec;
+    }
     for (const char* bad : {"drop", "drop=2", "drop=-1", "0:drop", "x:drop", "5:explode", "explode=0.1", "=0.1"}) {
         auto r = c.add(bad);
         ASSERT_FALSE(r) << bad;

@@ -207,6 +207,23 @@ TEST(Recovery, FatalStatusResetsTheControllerAndTheQueueComesBack) {
     card.expect_working();
 }
 
+TEST(Recovery, AHungCardThatNeverFinishesTheDisableIsReset) {
+    Seen seen;  // outlives the card: closing reports to it
+    auto config = with_faults({"2:hang"});
+    config.timeout = 2;  // CAP.TO: the disable may take 200 ms
+    Card card(config);
+    const auto start = std::chrono::steady_clock::now();
+    card.write_all(1, 3, seen);
+    expect_each_once(seen, 1, 3);
+    EXPECT_EQ(seen.first(1), IoStatus::kSuccess);
+    for (uintptr_t i : {2u, 3u}) EXPECT_EQ(seen.first(i), IoStatus::kTimeout) << i;
+    EXPECT_GE(std::chrono::steady_clock::now() - start, kTimeout + 200ms) << "the disable was waited for";
+    const auto st = card.qp->stats();
+    EXPECT_EQ(st.queue_recoveries, 1u);
+    EXPECT_EQ(st.controller_resets, 1u);
+    card.expect_working();
+}
+
 TEST(Recovery, AResetReportsTheOtherQueuePairsCommandsAsReset) {
     Seen seen;  // outlives the card: closing reports to it
     model::ModelConfig config;
@@ -271,6 +288,8 @@ TEST(Recovery, AClosedConnectionIsSeenAtOnceAndNothingHangsOrFaults) {
     card.write_all(1, 5, seen);
     EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
     expect_each_once(seen, 1, 5);
+    // What the card posted before it went is its answer, even if the host had not reaped it yet.
+    for (uintptr_t i : {1u, 2u}) EXPECT_EQ(seen.first(i), IoStatus::kSuccess) << i;
     for (uintptr_t i : {3u, 4u, 5u}) EXPECT_EQ(seen.first(i), IoStatus::kDeviceGone) << i;
     EXPECT_TRUE(card.device->gone());
     // A doorbell store that races the removal lands in memory that reads all-ones.
