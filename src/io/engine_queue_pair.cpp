@@ -181,6 +181,16 @@ uint32_t EngineQueuePair::reap(uint32_t max) {
                         [this](uint16_t tag, const engine::CqEntry& e) { complete(tag, e); });
 }
 
+uint32_t EngineQueuePair::reap_all() {
+    uint32_t n = 0;
+    while (engine_.outstanding() != 0) {
+        const uint32_t got = reap(0);
+        if (got == 0) break;
+        n += got;
+    }
+    return n;
+}
+
 uint32_t EngineQueuePair::poll(uint32_t max) {
     uint32_t reported = 0;
     if (health_changed()) [[unlikely]]
@@ -221,12 +231,8 @@ uint32_t EngineQueuePair::recover() {
     uint32_t reported = 0;
     // The card completes (or aborts) what it holds while it takes the queue down.
     auto down = owner_->disable_queue(res_.qid, [&] { reported += reap(0); });
-    while (engine_.outstanding() != 0) {
-        const uint32_t n = reap(0);
-        if (n == 0) break;
-        reported += n;
-    }
-    if (health_changed() && owner_health_->device_gone->load()) return reported + fail_gone();
+    reported += reap_all();
+    if (device_gone_now()) return reported + fail_gone();
     if (down) {
         // Whatever the card did not answer it no longer holds.
         reported += report_outstanding(IoStatus::kAborted);
@@ -240,7 +246,7 @@ uint32_t EngineQueuePair::recover() {
     ++controller_resets_;
     reported += report_outstanding(IoStatus::kReset);
     if (!reset) {
-        if (owner_health_->device_gone->load()) return reported + fail_gone();
+        if (device_gone_now()) return reported + fail_gone();
         state_ = State::kBroken;
         broken_why_ = reset.error().message;
         log::get(log::kDevice)->error("{}", broken_why_);
@@ -252,7 +258,7 @@ uint32_t EngineQueuePair::recover() {
 
 uint32_t EngineQueuePair::on_health_change() {
     if (!owner_health_ || state_ == State::kClosed || state_ == State::kGone) return 0;
-    if (owner_health_->device_gone && owner_health_->device_gone->load()) return fail_gone();
+    if (device_gone_now()) return fail_gone();
     seen_resets_ = owner_health_->resets.load();
     ++controller_resets_;
     const State was = state_;
@@ -270,13 +276,8 @@ uint32_t EngineQueuePair::on_health_change() {
 uint32_t EngineQueuePair::fail_gone() {
     state_ = State::kGone;
     // What the card posted before it went is in host memory and is its answer.
-    uint32_t n = 0;
-    while (engine_.outstanding() != 0) {
-        const uint32_t got = reap(0);
-        if (got == 0) break;
-        n += got;
-    }
-    const uint32_t posted = n;
+    const uint32_t posted = reap_all();
+    uint32_t n = posted;
     engine_.reclaim_all([&](uint16_t tag) {
         report(tag, IoStatus::kDeviceGone);
         ++n;
@@ -290,8 +291,8 @@ uint32_t EngineQueuePair::fail_gone() {
 void EngineQueuePair::restart_queue(const char* after) {
     engine_.restart();
     if (auto r = owner_->enable_queue(res_.qid); !r) {
-        if (owner_health_->device_gone && owner_health_->device_gone->load()) {
-            state_ = State::kGone;
+        if (device_gone_now()) {
+            fail_gone();
             return;
         }
         state_ = State::kBroken;
@@ -356,9 +357,8 @@ Result<void> EngineQueuePair::close() {
         // The device completes what it fetched (normally or aborted) while it takes the queue down.
         result = owner_->disable_queue(res_.qid, [this] { reap(0); });
     }
-    while (engine_.outstanding() != 0 && reap(0) != 0) {
-    }
-    if (owner_health_ && owner_health_->device_gone && owner_health_->device_gone->load()) {
+    reap_all();
+    if (device_gone_now()) {
         fail_gone();
         state_ = State::kClosed;
         result = {};  // nothing to take down

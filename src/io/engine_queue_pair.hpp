@@ -92,10 +92,15 @@ private:
     void report(uint16_t tag, IoStatus status);
     // Reaps completions from the ring (no timeout or health checks).
     uint32_t reap(uint32_t max);
+    // Reaps until the ring holds nothing more; returns how many.
+    uint32_t reap_all();
+    [[nodiscard]] bool device_gone_now() const {
+        return owner_health_ && owner_health_->device_gone &&
+               owner_health_->device_gone->load(std::memory_order_relaxed);
+    }
     [[nodiscard]] bool health_changed() const {
-        const auto& h = owner_health_;
-        return h && (h->resets.load(std::memory_order_relaxed) != seen_resets_ ||
-                     (h->device_gone && h->device_gone->load(std::memory_order_relaxed)));
+        return owner_health_ &&
+               (owner_health_->resets.load(std::memory_order_relaxed) != seen_resets_ || device_gone_now());
     }
     // A reset or removal seen; returns commands reported.
     uint32_t on_health_change();
