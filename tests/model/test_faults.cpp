@@ -6,10 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <map>
 #include <set>
 
 #include "../support/model_card.hpp"
+#include "../support/reported.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/sgq_registers.hpp"
@@ -19,6 +19,8 @@ namespace {
 
 using model::FaultConfig;
 using model::FaultKind;
+using test::Seen;
+using test::with_faults;
 
 // A card with a buffer and a queue pair of depth 64.
 struct Card : test::ModelCard {
@@ -28,22 +30,6 @@ struct Card : test::ModelCard {
     }
     DmaBuffer buf;
     std::unique_ptr<QueuePair> qp;
-};
-
-model::ModelConfig with_faults(std::initializer_list<const char*> specs) {
-    model::ModelConfig c;
-    for (const char* s : specs) EXPECT_TRUE(c.faults.add(s)) << s;
-    return c;
-}
-
-// Every completion the application saw, by command number.
-struct Seen {
-    std::map<uintptr_t, std::vector<IoStatus>> by_command;
-    static void callback(const Completion& c) {
-        current->by_command[reinterpret_cast<uintptr_t>(c.context)].push_back(c.status);
-    }
-    static inline Seen* current = nullptr;
-    Seen() { current = this; }
 };
 
 // Submits `n` writes of 512 bytes and polls until `expect` of them are back, then a little
@@ -61,17 +47,11 @@ void write_each(Card& card, uintptr_t n, size_t expect, Seen& seen) {
     while (std::chrono::steady_clock::now() < until) card.qp->poll();
 }
 
-void expect_each_once(const Seen& seen, uintptr_t n) {
-    for (uintptr_t i = 1; i <= n; ++i) {
-        auto it = seen.by_command.find(i);
-        ASSERT_NE(it, seen.by_command.end()) << "command " << i << " was never reported";
-        EXPECT_EQ(it->second.size(), 1u) << "command " << i << " was reported " << it->second.size() << " times";
-    }
-}
+void expect_each_once(const Seen& seen, uintptr_t n) { test::expect_each_once(seen, 1, n); }
 
 TEST(ModelFaults, AnErrorStatusLandsOnTheCommandItWasScriptedFor) {
+    Seen seen;  // outlives the card: closing reports to it
     Card card(with_faults({"2:status"}));
-    Seen seen;
     write_each(card, 4, 4, seen);
     expect_each_once(seen, 4);
     EXPECT_EQ(seen.by_command[2][0], IoStatus::kInternal);
@@ -80,8 +60,8 @@ TEST(ModelFaults, AnErrorStatusLandsOnTheCommandItWasScriptedFor) {
 }
 
 TEST(ModelFaults, ADuplicateCompletionIsCountedAndDeliveredOnce) {
+    Seen seen;  // outlives the card: closing reports to it
     Card card(with_faults({"2:duplicate"}));
-    Seen seen;
     write_each(card, 4, 4, seen);
     expect_each_once(seen, 4);
     EXPECT_EQ(card.qp->stats().device_errors, 1u) << "the second copy is a CID not outstanding";
@@ -89,8 +69,8 @@ TEST(ModelFaults, ADuplicateCompletionIsCountedAndDeliveredOnce) {
 }
 
 TEST(ModelFaults, AWrongCidIsCountedAndTheLostCommandIsReportedAtClose) {
+    Seen seen;  // outlives the card: closing reports to it
     Card card(with_faults({"2:wrong-cid"}));
-    Seen seen;
     write_each(card, 4, 3, seen);
     EXPECT_EQ(card.qp->stats().device_errors, 1u);
     EXPECT_EQ(card.qp->outstanding(), 1u) << "command 2's completion never came";
@@ -101,8 +81,8 @@ TEST(ModelFaults, AWrongCidIsCountedAndTheLostCommandIsReportedAtClose) {
 }
 
 TEST(ModelFaults, ADroppedCompletionIsReportedAtCloseAndNothingElseIsLost) {
+    Seen seen;  // outlives the card: closing reports to it
     Card card(with_faults({"3:drop"}));
-    Seen seen;
     write_each(card, 5, 4, seen);
     EXPECT_EQ(card.qp->outstanding(), 1u);
     EXPECT_EQ(card.qp->stats().device_errors, 0u) << "a dropped completion leaves nothing to check";
@@ -112,8 +92,8 @@ TEST(ModelFaults, ADroppedCompletionIsReportedAtCloseAndNothingElseIsLost) {
 }
 
 TEST(ModelFaults, AStalePhaseHidesThatEntryAndEveryOneAfterIt) {
+    Seen seen;  // outlives the card: closing reports to it
     Card card(with_faults({"2:stale-phase"}));
-    Seen seen;
     write_each(card, 4, 1, seen);
     // The card posted 3 and 4 behind the stale entry; the host stops at it.
     ASSERT_TRUE(test::eventually([&] { return card.model.device->read32(sgq::kRegStatCmds) >= 4; }));
@@ -127,8 +107,8 @@ TEST(ModelFaults, AStalePhaseHidesThatEntryAndEveryOneAfterIt) {
 TEST(ModelFaults, ALateCompletionComesLateAndSucceeds) {
     auto config = with_faults({"1:late"});
     config.faults.late_by_us = 50000;
+    Seen seen;  // outlives the card: closing reports to it
     Card card(config);
-    Seen seen;
     const auto start = std::chrono::steady_clock::now();
     write_each(card, 1, 1, seen);
     EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50));
@@ -141,9 +121,9 @@ TEST(ModelFaults, DmaToThePoisonedIovaFaultsAndIsNamedInTheErrorRegisters) {
     Card probe;  // where the first buffer lands
     const uint64_t iova = probe.buf.iova() + 3 * 512 + 7;
     config.faults.dma_fault_iova = iova;
+    Seen seen;  // outlives the card: closing reports to it
     Card card(config);
     ASSERT_EQ(card.buf.iova() + 3 * 512 + 7, iova) << "the same allocation order gives the same IOVA";
-    Seen seen;
     write_each(card, 4, 4, seen);
     expect_each_once(seen, 4);
     EXPECT_EQ(seen.by_command[3][0], IoStatus::kDmaFault) << "command 3's buffer holds the IOVA";
@@ -156,8 +136,8 @@ TEST(ModelFaults, RatesAreSeededSoARunRepeatsExactly) {
         model::ModelConfig config;
         EXPECT_TRUE(config.faults.add("status=0.2"));
         config.faults.seed = seed;
+        Seen seen;  // outlives the card: closing reports to it
         Card card(config);
-        Seen seen;
         // 300 commands, 50 at a time (the queue pair holds 64).
         for (uintptr_t i = 1; i <= 300; ++i) {
             const DmaSegment seg = card.buf.segment(i % 100 * 512, 512);

@@ -7,10 +7,10 @@
 
 #include <chrono>
 #include <cstring>
-#include <map>
 #include <thread>
 
 #include "../support/model_card.hpp"
+#include "../support/reported.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/sgq_registers.hpp"
@@ -20,27 +20,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
+using test::expect_each_once;
+using test::Seen;
+using test::with_faults;
+
 constexpr auto kTimeout = 100ms;
-
-// Every completion the application saw, by command number.
-struct Seen {
-    std::map<uintptr_t, std::vector<IoStatus>> by_command;
-    static void callback(const Completion& c) {
-        current->by_command[reinterpret_cast<uintptr_t>(c.context)].push_back(c.status);
-    }
-    static inline Seen* current = nullptr;
-    Seen() { current = this; }
-    [[nodiscard]] IoStatus first(uintptr_t cmd) const {
-        auto it = by_command.find(cmd);
-        return it == by_command.end() || it->second.empty() ? IoStatus::kUnknownDeviceStatus : it->second[0];
-    }
-};
-
-model::ModelConfig with_faults(std::initializer_list<const char*> specs) {
-    model::ModelConfig c;
-    for (const char* s : specs) EXPECT_TRUE(c.faults.add(s)) << s;
-    return c;
-}
 
 struct Card : test::ModelCard {
     explicit Card(model::ModelConfig config = {}, QueuePairOptions o = {.depth = 64, .command_timeout = kTimeout})
@@ -89,14 +73,6 @@ struct Card : test::ModelCard {
     std::unique_ptr<QueuePair> qp;
     size_t before_ = 0;
 };
-
-void expect_each_once(const Seen& seen, uintptr_t first, uintptr_t last) {
-    for (uintptr_t i = first; i <= last; ++i) {
-        auto it = seen.by_command.find(i);
-        ASSERT_NE(it, seen.by_command.end()) << "command " << i << " was never reported";
-        EXPECT_EQ(it->second.size(), 1u) << "command " << i << " was reported " << it->second.size() << " times";
-    }
-}
 
 TEST(Recovery, ADroppedCompletionTimesOutAndTheQueueIsBroughtBack) {
     Seen seen;  // outlives the card: closing reports to it
