@@ -6,14 +6,12 @@
 // client is driven through what the library does with a device: negotiation,
 // device and region info, BAR mappings, register and config access, IRQs,
 // DMA mapping and reset. Nothing it is sent may crash it or hang it.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <thread>
 
 #include "common/message_socket.hpp"
 #include "fuzz_input.hpp"
+#include "fuzz_peer.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/vfio_user.hpp"
@@ -23,23 +21,6 @@ namespace {
 using namespace vfioq;
 using namespace vfioq::vfio_user;
 using namespace std::chrono_literals;
-
-UniqueFd small_memfd(size_t size) {
-    UniqueFd fd(::memfd_create("fuzz", MFD_CLOEXEC));
-    if (fd && ::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) fd.reset();
-    return fd;
-}
-
-// A well-formed VERSION reply, so that most inputs get past negotiation.
-std::vector<std::byte> good_version() {
-    std::vector<std::byte> p(sizeof(VersionPayload));
-    const VersionPayload v{kVersionMajor, kVersionMinor};
-    std::memcpy(p.data(), &v, sizeof(v));
-    const std::string json = R"({"capabilities":{"max_msg_fds":8,"max_data_xfer_size":1048576}})";
-    for (char c : json) p.push_back(std::byte(c));
-    p.push_back(std::byte{0});
-    return p;
-}
 
 void serve(fuzz::Input& in, UniqueFd fd) {
     MessageSocket sock(std::move(fd));
@@ -56,7 +37,8 @@ void serve(fuzz::Input& in, UniqueFd fd) {
         }
         std::vector<std::byte> payload;
         if ((kind & 0x80) && req->header.command == static_cast<uint16_t>(Command::kVersion)) {
-            payload = good_version();
+            // Well-formed, so that most inputs get past negotiation.
+            payload = fuzz::version_payload(R"({"capabilities":{"max_msg_fds":8,"max_data_xfer_size":1048576}})");
         } else {
             auto b = in.bytes(in.take<uint16_t>() % 2048);
             payload.assign(b.begin(), b.end());
@@ -70,7 +52,7 @@ void serve(fuzz::Input& in, UniqueFd fd) {
         std::vector<int> raw;
         if (kind & 0x10) {
             for (int i = 0, n = 1 + in.take<uint8_t>() % 3; i < n; ++i) {
-                fds.push_back(small_memfd(4096u << (in.take<uint8_t>() % 4)));
+                fds.push_back(fuzz::small_memfd(4096u << (in.take<uint8_t>() % 4)));
                 raw.push_back(fds.back().get());
             }
         }

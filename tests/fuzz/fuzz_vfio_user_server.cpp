@@ -4,31 +4,20 @@
 // (most inputs start with a valid VERSION so that the rest gets past
 // negotiation), and some are raw bytes that break the framing. The server
 // must answer or drop the client, never crash, and keep serving the device.
-#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 
 #include "common/message_socket.hpp"
 #include "fuzz_input.hpp"
+#include "fuzz_peer.hpp"
 #include "model/model_server.hpp"
 #include "vfioq/log.hpp"
-
-namespace {
 
 using namespace vfioq;
 using namespace vfioq::vfio_user;
 using namespace std::chrono_literals;
-
-UniqueFd small_memfd(size_t size) {
-    UniqueFd fd(::memfd_create("fuzz", MFD_CLOEXEC));
-    if (fd && ::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) fd.reset();
-    return fd;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const bool quiet = [] { return log::set_levels("off").has_value(); }();
@@ -44,10 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     MessageSocket sock(std::move(pair->first));
     uint16_t id = 0;
     if (!(in.take<uint8_t>() & 0x80)) {
-        std::vector<std::byte> v(sizeof(VersionPayload));
-        const VersionPayload version{kVersionMajor, kVersionMinor};
-        std::memcpy(v.data(), &version, sizeof(version));
-        if (!sock.send(Header{id++, static_cast<uint16_t>(Command::kVersion), 0, kFlagTypeCommand, 0}, v)) return 0;
+        if (!sock.send(Header{id++, static_cast<uint16_t>(Command::kVersion), 0, kFlagTypeCommand, 0},
+                       fuzz::version_payload()))
+            return 0;
         if (!sock.receive(1000ms)) return 0;
     }
     while (!in.empty()) {
@@ -68,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (kind & 8) {
             for (int i = 0, n = 1 + in.take<uint8_t>() % 10; i < n; ++i) {
                 const uint8_t what = in.take<uint8_t>();
-                fds.push_back(what & 1 ? UniqueFd(::eventfd(0, EFD_CLOEXEC)) : small_memfd(4096u << (what % 5)));
+                fds.push_back(what & 1 ? UniqueFd(::eventfd(0, EFD_CLOEXEC)) : fuzz::small_memfd(4096u << (what % 5)));
                 raw.push_back(fds.back().get());
             }
         }
