@@ -227,16 +227,21 @@ void check_health(vfioq::Device& dev, uint32_t commands, std::chrono::millisecon
         fmt::print("  no queue pair: {}\n", qp.error().message);
         return;
     }
-    static std::map<vfioq::IoStatus, uint64_t> statuses;
-    statuses.clear();
-    auto cb = [](const vfioq::Completion& c) { ++statuses[c.status]; };
+    struct Tally {
+        std::map<vfioq::IoStatus, uint64_t> statuses;
+        uint64_t reported = 0;
+    } tally;
+    auto cb = [](const vfioq::Completion& c) {
+        auto* t = static_cast<Tally*>(c.context);
+        ++t->statuses[c.status];
+        ++t->reported;
+    };
     uint32_t submitted = 0;
-    uint64_t reported = 0;
     std::string stopped;
     const auto give_up = steady_clock::now() + timeout * 4 + seconds(10);
-    while (reported < commands && steady_clock::now() < give_up) {
+    while (tally.reported < commands && steady_clock::now() < give_up) {
         while (submitted < commands) {
-            auto r = (*qp)->submit({vfioq::Opcode::kNop, 0, {}, cb, nullptr});
+            auto r = (*qp)->submit({vfioq::Opcode::kNop, 0, {}, cb, &tally});
             if (!r) {
                 if (r.error().code != EAGAIN) stopped = r.error().message;
                 break;
@@ -245,14 +250,12 @@ void check_health(vfioq::Device& dev, uint32_t commands, std::chrono::millisecon
         }
         if (!stopped.empty()) break;
         (*qp)->poll();
-        reported = 0;
-        for (const auto& [st, n] : statuses) reported += n;
     }
     (void)(*qp)->close();
     std::string by_status;
-    for (const auto& [st, n] : statuses)
+    for (const auto& [st, n] : tally.statuses)
         by_status += fmt::format("{}{} {}", by_status.empty() ? "" : ", ", vfioq::io_status_name(st), n);
-    fmt::print("  reported       {} of {}: {}\n", reported, submitted, by_status.empty() ? "none" : by_status);
+    fmt::print("  reported       {} of {}: {}\n", tally.reported, submitted, by_status.empty() ? "none" : by_status);
     if (!stopped.empty()) fmt::print("  stopped        {}\n", stopped);
     const auto st = (*qp)->stats();
     fmt::print("  device errors  {}: CID out of range {}, CID not outstanding {}, wrong SQ id {}, SQ head invalid {}\n",
