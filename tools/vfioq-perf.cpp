@@ -365,6 +365,12 @@ int main(int argc, char** argv) {
     };
     sleep_until(Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.warmup_s)));
     phase.store(Phase::kMeasure);
+    // The window is timed from when every thread is in it: on a busy machine a thread may not run for a
+    // while, and a window that closed before it looked would measure nothing.
+    const auto asked = Clock::now();
+    while (!std::all_of(workers.begin(), workers.end(), [](const auto& w) { return w->measuring(); }) &&
+           Clock::now() - asked < std::chrono::duration<double>(o.stall_s))
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const auto start = Clock::now();
     const auto end = o.duration_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s))
                                       : Clock::time_point::max();

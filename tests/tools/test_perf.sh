@@ -40,6 +40,11 @@ check "the text report lists the goals" grep -q "^Goals this run measures" "$tmp
 check "driver and thread CPU per command are both shown" grep -q "driver ns/cmd | thread ns/cmd" "$tmp/text"
 check "CSV: a header, one thread and the total" bash -c "[ \$(wc -l <'$tmp/r.csv') -eq 3 ] && head -1 '$tmp/r.csv' | grep -q '^thread,queue_pair,cpu,bytes,ios' && tail -1 '$tmp/r.csv' | grep -q '^total,'"
 check "--json - prints JSON alone" bash -c "'$tools/vfioq-perf' --duration 0.3 --warmup 0 --no-references --json - | python3 -c 'import json,sys; json.load(sys.stdin)'"
+# The window is timed from when the threads are in it: each one's measured time covers the asked
+# duration, however late a thread starts (two queue pairs, no warm-up, so they start cold).
+perf_to "$tmp/w.txt" --queue-pairs 2 --depth 64 --warmup 0 --duration 0.05 --no-references --json "$tmp/w.json"
+check "each thread measures the whole asked window" json "$tmp/w.json" \
+    "all(t['seconds'] >= 0.05 for t in r['threads'])"
 
 # Workload options.
 perf_to "$tmp/q.txt" --queue-pairs 2 --depth 4096 --duration 0 --ios 20000 --no-references --json "$tmp/q.json"

@@ -316,6 +316,7 @@ void Worker::run(const std::atomic<Phase>& phase) {
             user0 = thread_cpu(kernel0);
             result_.qp_before = qp_->stats();
             syscalls = SyscallCounter::for_this_thread();
+            window_open_.store(true, std::memory_order_release);
         }
         const uint64_t t0 = now_ticks();
         ok = submit_some();

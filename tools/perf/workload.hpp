@@ -79,6 +79,8 @@ public:
     // Completions counted so far in the measured window (read by the progress line).
     [[nodiscard]] uint64_t progress() const { return progress_.load(std::memory_order_relaxed); }
     [[nodiscard]] bool finished() const { return finished_.load(std::memory_order_acquire); }
+    // The thread has seen kMeasure and opened its window (or has already finished).
+    [[nodiscard]] bool measuring() const { return window_open_.load(std::memory_order_acquire) || finished(); }
 
 private:
     struct Slot;
@@ -107,6 +109,7 @@ private:
     uint64_t counted_ = 0;
     std::atomic<uint64_t> progress_{0};
     std::atomic<bool> finished_{false};
+    std::atomic<bool> window_open_{false};
     ThreadResult result_;
 };
 
