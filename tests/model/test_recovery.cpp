@@ -145,14 +145,14 @@ TEST(Recovery, AnErrorStatusIsTheCardsAndNeedsNoRecovery) {
 TEST(Recovery, ALateCompletionIsDeliveredWhenTheDisableFlushesIt) {
     Seen seen;  // outlives the card: closing reports to it
     auto config = with_faults({"1:late"});
-    config.faults.late_by_us = 2000000;
+    config.faults.late_by_us = 20000000;  // far beyond the timeout, so a busy machine cannot blur the two
     Card card(config);
     const auto start = std::chrono::steady_clock::now();
     card.write_all(1, 1, seen);
     expect_each_once(seen, 1, 1);
     // Disabling the queue makes the card complete what it holds: its own status, not a guess.
     EXPECT_EQ(seen.first(1), IoStatus::kSuccess);
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << "recovered at the timeout, not the late post";
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "recovered at the timeout, not the late post";
     EXPECT_EQ(card.qp->stats().queue_recoveries, 1u);
     card.expect_working();
 }
