@@ -68,6 +68,10 @@ private:
     };
 
     Error error(int code, const std::string& message) const { return make_error(code, name_ + ": " + message); }
+    bool connection_lost() {
+        std::lock_guard lock(mutex_);
+        return dead_.has_value();
+    }
 
     Result<void> negotiate();
     Result<Message> request(Command command, std::span<const std::byte> payload, std::span<const int> fds = {},
@@ -250,6 +254,9 @@ void VfioUserClient::receive_loop() {
 
 void VfioUserClient::fail_all(const Error& why) {
     log::get(log::kVfioUser)->error("{}: {}", name_, why.message);
+    // A server that broke the framing is still connected: shutting the socket tells it we are gone, so that it
+    // lets go of our DMA windows as a closed connection asks.
+    socket_.shutdown();
     {
         std::lock_guard lock(mutex_);
         dead_ = why;
@@ -568,7 +575,10 @@ Result<void> VfioUserClient::dma_unmap(uint64_t iova, uint64_t size) {
     }
     DmaUnmapPayload req{sizeof(DmaUnmapPayload), 0, iova, size};
     auto reply = request(Command::kDmaUnmap, bytes_of(&req, sizeof(req)));
-    if (!reply) return reply.error().with_context(fmt::format("unmapping DMA window at IOVA {:#x}", iova));
+    // A server lets go of every window when its connection ends, and ours is shut once it is lost:
+    // then nothing is left to unmap, and the memory may be freed.
+    if (!reply && !connection_lost())
+        return reply.error().with_context(fmt::format("unmapping DMA window at IOVA {:#x}", iova));
     std::lock_guard lock(windows_mutex_);
     mapped_.erase(iova);
     served_windows_.erase(iova);

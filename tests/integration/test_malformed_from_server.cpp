@@ -6,6 +6,9 @@
 #include <cstring>
 #include <functional>
 #include <thread>
+#include <vector>
+
+#include <unistd.h>
 
 #include "../support/model_fixture.hpp"
 #include "common/vfio_user_protocol.hpp"
@@ -280,6 +283,46 @@ TEST(MalformedServer, ServerDyingMidSessionFailsEveryLaterRequestAtOnce) {
     ASSERT_FALSE(again.has_value());
     EXPECT_NE(again.error().message.find("connection to the server lost"), std::string::npos) << again.error().message;
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(MalformedServer, WindowsGoWithTheConnectionSoUnmappingThemAfterItSucceeds) {
+    FakeServer server([](MessageSocket& s) {
+        handshake(s);
+        auto map = next(s);
+        reply(s, map, {});
+        // and the server goes, taking the window with it
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    std::vector<std::byte> memory(4096);
+    ASSERT_TRUE((*t)->dma_map(DmaMapping{0x10000, memory.size(), memory.data()}));
+    server.thread.join();
+    ASSERT_TRUE(test::eventually([&] { return !(*t)->reset(); }));
+    auto r = (*t)->dma_unmap(0x10000, memory.size());
+    EXPECT_TRUE(r) << r.error().message;
+    // What was never mapped, or is unmapped already, is still an error.
+    auto again = (*t)->dma_unmap(0x10000, memory.size());
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, ENOENT);
+}
+
+TEST(MalformedServer, AServerThatBreaksTheFramingIsHungUpOn) {
+    bool hung_up = false;
+    FakeServer server([&hung_up](MessageSocket& s) {
+        handshake(s);
+        const Header bad{1, static_cast<uint16_t>(Command::kDmaRead), 4, kFlagTypeCommand, 0};  // smaller than a header
+        ASSERT_EQ(::write(s.fd(), &bad, sizeof(bad)), static_cast<ssize_t>(sizeof(bad)));
+        // The client must close its end, not keep a connection whose stream it can no longer read.
+        auto m = s.receive(milliseconds(10000));
+        hung_up = !m && m.error().code != ETIMEDOUT;
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    server.thread.join();
+    EXPECT_TRUE(hung_up);
+    auto r = (*t)->reset();
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("connection to the server lost"), std::string::npos) << r.error().message;
 }
 
 }  // namespace
