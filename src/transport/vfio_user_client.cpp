@@ -205,6 +205,11 @@ Result<Message> VfioUserClient::request(Command command, std::span<const std::by
     std::unique_lock lock(mutex_);
     if (!sent) {
         pending_.erase(id);
+        // A server that has gone can show on a send before the receiver reads the end of the stream. Wait for
+        // the receiver to see it, so that the loss is recorded, and reported, from one place.
+        if (sent.error().code == ECONNRESET)
+            cv_.wait_for(lock, options_.reply_timeout, [&] { return dead_.has_value(); });
+        if (dead_) return error(dead_->code, fmt::format("cannot send {}: {}", what, dead_->message));
         return error(sent.error().code, fmt::format("sending {} failed: {}", what, sent.error().message));
     }
     const auto wait = timeout.value_or(options_.reply_timeout);
