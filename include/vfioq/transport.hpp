@@ -141,8 +141,8 @@ public:
 
     virtual Result<void> reset() = 0;
     // `callback` runs once, on a thread of the transport's, if the connection
-    // to the device is lost (the peer closed it or broke the protocol); never for
-    // our own close. An empty callback stops it; when this returns, no call to
+    // to the device is lost (the peer closed it or broke the protocol, or the
+    // kernel asks for the device back to unbind or remove it); never for our own close. An empty callback stops it; when this returns, no call to
     // the previous callback is running. Transports that cannot lose a connection ignore it.
     virtual void on_connection_lost(std::function<void(const Error&)> callback) { (void)callback; }
 

@@ -2,14 +2,18 @@
 // The kernel VFIO transport: a VFIO device fd (regions by pread/pwrite and
 // mmap, IRQs as eventfds, reset) over one of the IOMMU back-ends.
 #include <fmt/format.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include "iommu_backend.hpp"
@@ -26,6 +30,7 @@ class KernelVfioTransport final : public Transport {
 public:
     KernelVfioTransport(std::string name, std::unique_ptr<kernel::IommuBackend> backend)
         : name_(std::move(name)), backend_(std::move(backend)) {}
+    ~KernelVfioTransport() override { stop_watching(); }
 
     Result<void> init() {
         vfio_device_info info{};
@@ -137,6 +142,14 @@ public:
         return {};
     }
 
+    // The kernel cannot take a device from its user: an unbind from vfio-pci, or a hot removal, raises the
+    // device request IRQ and then waits, asking again every few seconds, until the device is closed. Watching it
+    // lets the application hear of it as the device going away, fail what is outstanding and close.
+    void on_connection_lost(std::function<void(const Error&)> callback) override {
+        stop_watching();
+        if (callback) watch_release_requests(std::move(callback));
+    }
+
     [[nodiscard]] const char* backend_kind() const { return backend_->kind(); }
 
 private:
@@ -146,6 +159,56 @@ private:
     };
 
     int fd() const { return backend_->device_fd(); }
+
+    void watch_release_requests(std::function<void(const Error&)> callback) {
+        constexpr auto kReq = static_cast<uint32_t>(PciIrq::kReq);
+        auto logger = log::get(log::kDevice);
+        if (kReq >= info_.num_irqs) return;
+        auto irq = irq_info(kReq);
+        if (!irq || irq->count == 0 || !irq->eventfd) {
+            logger->debug("{}: no device request IRQ: an unbind or removal will wait for the device to be closed",
+                          name_);
+            return;
+        }
+        UniqueFd request(::eventfd(0, EFD_CLOEXEC)), stop(::eventfd(0, EFD_CLOEXEC));
+        if (!request || !stop) {
+            logger->warn("{}: no eventfd for the device request IRQ: {}", name_, std::strerror(errno));
+            return;
+        }
+        const int fd = request.get();
+        if (auto r = set_irq_eventfds(kReq, 0, {&fd, 1}); !r) {
+            logger->warn("{}: {}; an unbind or removal will wait for the device to be closed", name_,
+                         r.error().message);
+            return;
+        }
+        request_ = std::move(request);
+        stop_ = std::move(stop);
+        watcher_ = std::thread([this, cb = std::move(callback)] {
+            pollfd fds[2] = {{request_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+            for (;;) {
+                if (::poll(fds, 2, -1) < 0) {
+                    if (errno == EINTR) continue;
+                    return;
+                }
+                if (fds[1].revents) return;
+                if (fds[0].revents & POLLIN) {
+                    cb(make_error(ENODEV, "the kernel asks for the device back (it is being unbound from vfio-pci "
+                                          "or removed): close it"));
+                    return;
+                }
+            }
+        });
+    }
+
+    void stop_watching() {
+        if (!watcher_.joinable()) return;
+        const uint64_t one = 1;
+        (void)!::write(stop_.get(), &one, sizeof(one));
+        watcher_.join();
+        (void)disable_irqs(static_cast<uint32_t>(PciIrq::kReq));
+        request_.reset();
+        stop_.reset();
+    }
 
     Error fail(int err, const std::string& what) const {
         return make_error(err, fmt::format("{}: {} failed: {}", name_, what, std::strerror(err)));
@@ -207,6 +270,8 @@ private:
     std::unique_ptr<kernel::IommuBackend> backend_;
     DeviceInfo info_;
     std::map<uint32_t, RawRegion> regions_;
+    UniqueFd request_, stop_;  // the device request IRQ, and the watcher's own wake-up
+    std::thread watcher_;
 };
 
 IommuChoice from_environment(IommuChoice choice) {

@@ -4,16 +4,20 @@
 // The controller is driven with raw NVMe registers and one admin command, so
 // that DMA both ways, MSI-X and reset are proven without any profile code.
 // In no-IOMMU mode (VFIOQ_UNSAFE_NOIOMMU=1) the same runs on physical addresses.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
 
+#include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/queue_pair.hpp"
 
 namespace vfioq {
 namespace {
@@ -181,6 +185,50 @@ TEST(KernelVfio, ResetReturnsTheControllerToIdle) {
     again.bring_up();
     if (HasFatalFailure()) return;
     EXPECT_EQ(again.identify(again.address(again.data)), 0);
+}
+
+// Run on its own (guest-tests.sh rebinds the function afterwards): it unbinds the device from vfio-pci.
+TEST(KernelVfio, AnUnbindIsSeenAsTheDeviceGoingAndFinishesWhenItIsClosed) {
+    const std::string unbind_path = "/sys/bus/pci/drivers/vfio-pci/unbind";
+    auto dev = Device::open(device_address());
+    ASSERT_TRUE(dev) << dev.error().message;
+    auto ctrl = Controller::open(**dev);
+    ASSERT_TRUE(ctrl) << ctrl.error().message;
+    auto qp = (*ctrl)->create_queue_pair({.depth = 16});
+    ASSERT_TRUE(qp) << qp.error().message;
+    auto buf = (*dev)->dma().allocate(4096);
+    ASSERT_TRUE(buf) << buf.error().message;
+    const DmaSegment seg = buf->segment(0, 4096);
+    // The kernel holds the unbind until the device is closed, so it is written from a thread of its own.
+    std::atomic<bool> unbound{false};
+    std::thread unbind([&] {
+        const UniqueFd f(::open(unbind_path.c_str(), O_WRONLY | O_CLOEXEC));
+        const std::string bdf = device_address();
+        unbound = f && ::write(f.get(), bdf.data(), bdf.size()) == static_cast<ssize_t>(bdf.size());
+    });
+    bool gone = false;
+    for (int i = 0; i < 2000 && !gone; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        gone = (*dev)->gone();
+    }
+    EXPECT_TRUE(gone) << "the device request was not seen";
+    EXPECT_NE((*dev)->gone_reason().find("asks for the device back"), std::string::npos) << (*dev)->gone_reason();
+    (void)(*qp)->poll();
+    auto submitted = (*qp)->submit({Opcode::kRead, 0, {&seg, 1}, nullptr, nullptr});
+    ASSERT_FALSE(submitted);
+    EXPECT_EQ(submitted.error().code, ENODEV) << submitted.error().message;
+    auto r = (*dev)->read32(kBar, kVs);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ENODEV);
+    EXPECT_FALSE(unbound) << "the unbind finished while the device was still open";
+    // Closing it lets the unbind finish.
+    EXPECT_TRUE((*qp)->close());
+    qp->reset();
+    *buf = DmaBuffer{};
+    ctrl->reset();
+    dev->reset();
+    unbind.join();
+    EXPECT_TRUE(unbound) << "writing " << unbind_path << " failed";
 }
 
 }  // namespace
