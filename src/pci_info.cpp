@@ -53,11 +53,18 @@ std::string describe(const ConfigImage& c, uint8_t id, uint16_t at) {
                                                 "PCI-PCIe bridge", "root complex integrated endpoint",
                                                 "root complex event collector"};
             const unsigned type = (flags & PCI_EXP_FLAGS_TYPE) >> 4;
-            return fmt::format("{}, version {}, link {} x{} (capable {} x{}), max payload {} bytes{}",
-                               type < std::size(types) ? types[type] : "?", flags & PCI_EXP_FLAGS_VERS,
-                               pci_link_speed_name(lnksta & PCI_EXP_LNKSTA_CLS), (lnksta & PCI_EXP_LNKSTA_NLW) >> 4,
-                               pci_link_speed_name(lnkcap & PCI_EXP_LNKCAP_SLS), (lnkcap & PCI_EXP_LNKCAP_MLW) >> 4,
-                               128u << (devcap & PCI_EXP_DEVCAP_PAYLOAD), devcap & PCI_EXP_DEVCAP_FLR ? ", FLR" : "");
+            // A function integrated in the root complex has no link, and its link registers
+            // are reserved (QEMU makes an endpoint on its root bus one of these).
+            const bool linkless = type == PCI_EXP_TYPE_RC_END || type == PCI_EXP_TYPE_RC_EC;
+            const std::string link =
+                linkless ? std::string("no link")
+                         : fmt::format("link {} x{} (capable {} x{})", pci_link_speed_name(lnksta & PCI_EXP_LNKSTA_CLS),
+                                       (lnksta & PCI_EXP_LNKSTA_NLW) >> 4,
+                                       pci_link_speed_name(lnkcap & PCI_EXP_LNKCAP_SLS),
+                                       (lnkcap & PCI_EXP_LNKCAP_MLW) >> 4);
+            return fmt::format("{}, version {}, {}, max payload {} bytes{}", type < std::size(types) ? types[type] : "?",
+                               flags & PCI_EXP_FLAGS_VERS, link, 128u << (devcap & PCI_EXP_DEVCAP_PAYLOAD),
+                               devcap & PCI_EXP_DEVCAP_FLR ? ", FLR" : "");
         }
         default: return "";
     }

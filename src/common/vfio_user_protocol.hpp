@@ -87,6 +87,9 @@ struct DmaMapPayload {
 };
 static_assert(sizeof(DmaMapPayload) == 32);
 
+// DMA_UNMAP flags, as VFIO's type1 IOMMU defines them.
+inline constexpr uint32_t kDmaUnmapFlagAll = 1u << 1;
+
 struct DmaUnmapPayload {
     uint32_t argsz;
     uint32_t flags;

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,57 +20,117 @@ Result<void> DmaSpace::map(uint64_t iova, uint64_t size, bool readable, bool wri
     if (iova + size < iova)
         return make_error(EINVAL, fmt::format("DMA window at IOVA {:#x} of {:#x} bytes wraps the address space",
                                               iova, size));
-    std::byte* local = nullptr;
     if (fd.valid()) {
         const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
         if (fd_offset % page != 0)
             return make_error(EINVAL, fmt::format("DMA window at IOVA {:#x}: fd offset {:#x} is not page aligned",
                                                   iova, fd_offset));
-        int prot = (readable ? PROT_READ : 0) | (writable ? PROT_WRITE : 0);
-        void* p = ::mmap(nullptr, size, prot == 0 ? PROT_NONE : prot, MAP_SHARED, fd.get(),
-                         static_cast<off_t>(fd_offset));
-        if (p == MAP_FAILED)
-            return make_error(errno, fmt::format("DMA window at IOVA {:#x}: cannot map {:#x} bytes of the fd: {}",
-                                                 iova, size, std::strerror(errno)));
-        local = static_cast<std::byte*>(p);
     }
     std::unique_lock lock(mutex_);
-    auto fail = [&](Error e) {
-        if (local) ::munmap(local, size);
-        return e;
-    };
     if (windows_.size() >= max_windows)
-        return fail(make_error(ENOSPC, fmt::format("DMA window at IOVA {:#x}: the limit of {} windows is reached",
-                                                   iova, max_windows)));
+        return make_error(ENOSPC, fmt::format("DMA window at IOVA {:#x}: the limit of {} windows is reached", iova,
+                                              max_windows));
     auto next = windows_.lower_bound(iova);
     if (next != windows_.end() && next->first < iova + size)
-        return fail(make_error(EEXIST, fmt::format("DMA window [{:#x}, {:#x}) overlaps the window at {:#x}", iova,
-                                                   iova + size, next->first)));
+        return make_error(EEXIST, fmt::format("DMA window [{:#x}, {:#x}) overlaps the window at {:#x}", iova,
+                                              iova + size, next->first));
     if (next != windows_.begin()) {
         auto prev = std::prev(next);
         if (prev->first + prev->second.size > iova)
-            return fail(make_error(EEXIST, fmt::format("DMA window [{:#x}, {:#x}) overlaps the window at {:#x}",
-                                                       iova, iova + size, prev->first)));
+            return make_error(EEXIST, fmt::format("DMA window [{:#x}, {:#x}) overlaps the window at {:#x}", iova,
+                                                  iova + size, prev->first));
     }
-    windows_.emplace(iova, Window{size, readable, writable, local});
+    Window w{size, readable, writable};
+    if (fd.valid()) {
+        auto local = map_local(fd.get(), fd_offset, size, writable, w.file);
+        if (!local) return local.error().with_context(fmt::format("DMA window at IOVA {:#x}", iova));
+        w.local = *local;
+    }
+    windows_.emplace_hint(next, iova, w);
     return {};
 }
 
-Result<void> DmaSpace::unmap(uint64_t iova, uint64_t size) {
+Result<std::byte*> DmaSpace::map_local(int fd, uint64_t fd_offset, uint64_t size, bool writable,
+                                       std::optional<FileKey>& file) {
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && fd_offset <= static_cast<uint64_t>(st.st_size) &&
+        size <= static_cast<uint64_t>(st.st_size) - fd_offset) {
+        const FileKey key{st.st_dev, st.st_ino};
+        auto it = files_.find(key);
+        if (it == files_.end()) {
+            // Read and write: the windows' own flags are checked on every access, and a
+            // later window into the same file may be writable.
+            void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (p != MAP_FAILED)
+                it = files_.emplace(key, FileMapping{static_cast<std::byte*>(p), static_cast<uint64_t>(st.st_size), 0})
+                         .first;
+        }
+        if (it != files_.end() && fd_offset + size <= it->second.length) {
+            ++it->second.windows;
+            file = key;
+            return it->second.base + fd_offset;
+        }
+    }
+    // A file that cannot be shared (read-only, grown since it was mapped, not a regular file).
+    const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    void* p = ::mmap(nullptr, size, prot, MAP_SHARED, fd, static_cast<off_t>(fd_offset));
+    if (p == MAP_FAILED)
+        return make_error(errno, fmt::format("cannot map {:#x} bytes of the fd at offset {:#x}: {}", size, fd_offset,
+                                             std::strerror(errno)));
+    return static_cast<std::byte*>(p);
+}
+
+void DmaSpace::unmap_local(const Window& w) {
+    if (!w.local) return;
+    if (!w.file) {
+        ::munmap(w.local, w.size);
+        return;
+    }
+    auto it = files_.find(*w.file);
+    if (it != files_.end() && --it->second.windows == 0) {
+        ::munmap(it->second.base, it->second.length);
+        files_.erase(it);
+    }
+}
+
+Result<uint64_t> DmaSpace::unmap(uint64_t iova, uint64_t size) {
+    if (size == 0) return make_error(EINVAL, fmt::format("DMA unmap at IOVA {:#x} has size 0", iova));
+    const uint64_t last = iova + (size - 1);
+    if (last < iova)
+        return make_error(EINVAL, fmt::format("DMA unmap at IOVA {:#x} of {:#x} bytes wraps the address space", iova,
+                                              size));
     std::unique_lock lock(mutex_);  // excludes accesses in flight
-    auto it = windows_.find(iova);
-    if (it == windows_.end() || it->second.size != size)
-        return make_error(ENOENT, fmt::format("no DMA window is mapped at exactly IOVA {:#x} size {:#x}", iova, size));
-    if (it->second.local) ::munmap(it->second.local, it->second.size);
-    windows_.erase(it);
-    return {};
+    auto first = windows_.upper_bound(iova);
+    if (first != windows_.begin()) {
+        auto prev = std::prev(first);
+        if (iova - prev->first < prev->second.size) {
+            if (prev->first != iova)
+                return make_error(EINVAL, fmt::format("DMA unmap [{:#x}, {:#x}] would split the window [{:#x}, {:#x})",
+                                                      iova, last, prev->first, prev->first + prev->second.size));
+            first = prev;
+        }
+    }
+    auto end = windows_.upper_bound(last);
+    if (end != first) {
+        auto tail = std::prev(end);  // the last window that starts inside the range
+        if (last - tail->first < tail->second.size - 1)
+            return make_error(EINVAL, fmt::format("DMA unmap [{:#x}, {:#x}] would split the window [{:#x}, {:#x})",
+                                                  iova, last, tail->first, tail->first + tail->second.size));
+    }
+    uint64_t unmapped = 0;
+    for (auto it = first; it != end; ++it) {
+        unmap_local(it->second);
+        unmapped += it->second.size;
+    }
+    windows_.erase(first, end);
+    return unmapped;
 }
 
 void DmaSpace::clear() {
     std::unique_lock lock(mutex_);
-    for (auto& [iova, w] : windows_)
-        if (w.local) ::munmap(w.local, w.size);
+    for (auto& [iova, w] : windows_) unmap_local(w);
     windows_.clear();
+    files_.clear();
 }
 
 size_t DmaSpace::window_count() const {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 
@@ -31,12 +32,14 @@ public:
     DmaSpace& operator=(const DmaSpace&) = delete;
     ~DmaSpace() { clear(); }
 
-    // Adds a window. With a valid fd the window is mmapped here; otherwise
+    // Adds a window. With a valid fd the window's memory is mapped here; otherwise
     // accesses go through `client_access`. Overlap is EEXIST.
     Result<void> map(uint64_t iova, uint64_t size, bool readable, bool writable, UniqueFd fd, uint64_t fd_offset,
                      uint64_t max_windows);
-    // Removes exactly one window; waits for accesses in flight to finish.
-    Result<void> unmap(uint64_t iova, uint64_t size);
+    // Removes every window inside [iova, iova + size), as VFIO's type1 IOMMU does: a
+    // range that covers none is not an error, one that would split a window is EINVAL
+    // and removes nothing. Returns the bytes unmapped; waits for accesses in flight.
+    Result<uint64_t> unmap(uint64_t iova, uint64_t size);
     void clear();
     [[nodiscard]] size_t window_count() const;
 
@@ -51,17 +54,34 @@ public:
     Result<void> publish32(uint64_t iova, uint32_t value, DmaFault* fault = nullptr) const;
 
 private:
+    // A file that windows share, mapped whole once: a guest behind an IOMMU maps its
+    // RAM page by page, tens of thousands of 4 KiB windows into one file, and a mapping
+    // of each would cost a system call per window and exhaust the process's mappings.
+    using FileKey = std::pair<uint64_t, uint64_t>;  // device, inode
+    struct FileMapping {
+        std::byte* base;
+        uint64_t length;
+        uint64_t windows;  // how many windows point into it
+    };
     struct Window {
         uint64_t size;
         bool readable;
         bool writable;
         std::byte* local = nullptr;  // mmapped, or null for client-served windows
+        std::optional<FileKey> file;  // set when `local` points into a shared file mapping
     };
+
+    // Maps the fd's part for a new window: into the file's shared mapping when there is
+    // one or can be, else a mapping of its own. Called with the lock held.
+    Result<std::byte*> map_local(int fd, uint64_t fd_offset, uint64_t size, bool writable,
+                                 std::optional<FileKey>& file);
+    void unmap_local(const Window& w);
 
     Result<void> access(bool to_host, uint64_t iova, std::span<std::byte> data, DmaFault* fault) const;
 
     mutable std::shared_mutex mutex_;
     std::map<uint64_t, Window> windows_;  // by IOVA
+    std::map<FileKey, FileMapping> files_;
     ClientDmaAccess client_access_;
 };
 

@@ -51,6 +51,7 @@ public:
 
     Msix& msix() { return msix_; }
     DmaSpace& dma() { return dma_; }
+    ConfigSpace& config_space() { return config_space_; }
 
     // Device-initiated DMA on behalf of a command; a refused access sets
     // ERR_STATUS.DMA_FAULT, ERR_QID and ERR_ADDR as the spec says.

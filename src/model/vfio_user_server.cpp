@@ -127,6 +127,7 @@ void VfioUserServer::serve(UniqueFd connection, int reject_listen_fd) {
     // Wait for any device-initiated request to see the disconnect before the socket goes.
     { std::lock_guard lock(dma_request_mutex_); }
     socket_.close();
+    for (auto& n : notifiers_) n.reset();
     device_.client_disconnected();
     logger->info("client disconnected; device reset");
 }
@@ -221,14 +222,17 @@ Result<VfioUserServer::Reply> VfioUserServer::handle_region_info(const Message& 
     // BAR0: only the doorbell page may be mapped; registers stay trapped.
     const uint32_t full = sizeof(RegionInfoPayload) + sizeof(CapHeader) + sizeof(SparseMmapHeader) +
                           sizeof(SparseMmapArea);
-    info.flags |= VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS;
+    info.flags |= VFIO_REGION_INFO_FLAG_MMAP;
     info.argsz = full;
     reply.fds.push_back(device_.bar0_fd());
     if (req->argsz < full) {
         // Too small for the capabilities: the client learns the size it needs from argsz.
+        // CAPS is set only with the capabilities in the reply: the kernel sets it here with
+        // cap_offset 0, but QEMU's vfio-user client refuses a cap_offset outside the reply.
         append_struct(reply.payload, info);
         return reply;
     }
+    info.flags |= VFIO_REGION_INFO_FLAG_CAPS;
     info.cap_offset = sizeof(RegionInfoPayload);
     append_struct(reply.payload, info);
     append_struct(reply.payload, CapHeader{VFIO_REGION_INFO_CAP_SPARSE_MMAP, 1, 0});
@@ -249,6 +253,10 @@ Result<VfioUserServer::Reply> VfioUserServer::handle_irq_info(const Message& msg
     if (req->index == VFIO_PCI_MSIX_IRQ_INDEX) {
         info.flags = VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE;
         info.count = device_.msix().vector_count();
+    } else if (req->index == VFIO_PCI_ERR_IRQ_INDEX || req->index == VFIO_PCI_REQ_IRQ_INDEX) {
+        // As vfio-pci offers them for a PCIe function: QEMU arms both and warns without them.
+        info.flags = VFIO_IRQ_INFO_EVENTFD;
+        info.count = 1;
     }
     Reply reply;
     append_struct(reply.payload, info);
@@ -273,11 +281,13 @@ Result<VfioUserServer::Reply> VfioUserServer::handle_set_irqs(Message& msg) {
         return invalid("DEVICE_SET_IRQS carries file descriptors without VFIO_IRQ_SET_DATA_EVENTFD");
 
     Msix& msix = device_.msix();
-    const uint32_t vectors = req->index == VFIO_PCI_MSIX_IRQ_INDEX ? msix.vector_count() : 0;
+    const bool notifier = req->index == VFIO_PCI_ERR_IRQ_INDEX || req->index == VFIO_PCI_REQ_IRQ_INDEX;
+    const uint32_t vectors = req->index == VFIO_PCI_MSIX_IRQ_INDEX ? msix.vector_count() : notifier ? 1 : 0;
     // start = count = 0 with DATA_NONE and TRIGGER turns the whole index off.
     if (req->count == 0) {
         if (data_type == VFIO_IRQ_SET_DATA_NONE && action == VFIO_IRQ_SET_ACTION_TRIGGER && req->start == 0) {
-            if (vectors != 0) msix.release_all();
+            if (req->index == VFIO_PCI_MSIX_IRQ_INDEX) msix.release_all();
+            if (notifier) notifiers_[req->index - VFIO_PCI_ERR_IRQ_INDEX].reset();
             return Reply{};
         }
         return invalid("DEVICE_SET_IRQS with count 0 must be DATA_NONE | ACTION_TRIGGER with start 0");
@@ -296,6 +306,7 @@ Result<VfioUserServer::Reply> VfioUserServer::handle_set_irqs(Message& msg) {
         return invalid(fmt::format("DEVICE_SET_IRQS argsz {} carries data without VFIO_IRQ_SET_DATA_BOOL", req->argsz));
     }
 
+    if (notifier) return set_notifier(req->index, data_type, action, which, msg.fds);
     if (data_type == VFIO_IRQ_SET_DATA_EVENTFD) {
         if (action != VFIO_IRQ_SET_ACTION_TRIGGER)
             return make_error(ENOTSUP, "eventfds for mask/unmask notifications are not supported");
@@ -313,6 +324,28 @@ Result<VfioUserServer::Reply> VfioUserServer::handle_set_irqs(Message& msg) {
         case VFIO_IRQ_SET_ACTION_MASK: msix.set_masked(req->start, req->count, which, true); break;
         case VFIO_IRQ_SET_ACTION_UNMASK: msix.set_masked(req->start, req->count, which, false); break;
         default: msix.trigger(req->start, req->count, which); break;
+    }
+    return Reply{};
+}
+
+Result<VfioUserServer::Reply> VfioUserServer::set_notifier(uint32_t index, uint32_t data_type, uint32_t action,
+                                                           std::span<const uint8_t> which,
+                                                           std::vector<UniqueFd>& fds) {
+    if (action != VFIO_IRQ_SET_ACTION_TRIGGER)
+        return invalid(fmt::format("{} can only be triggered, not masked or unmasked", irq_name(index)));
+    UniqueFd& slot = notifiers_[index - VFIO_PCI_ERR_IRQ_INDEX];
+    if (data_type == VFIO_IRQ_SET_DATA_EVENTFD) {
+        if (fds.size() > 1)
+            return invalid(fmt::format("DEVICE_SET_IRQS for {} carries {} eventfds", irq_name(index), fds.size()));
+        slot = fds.empty() ? UniqueFd() : std::move(fds[0]);
+        return Reply{};
+    }
+    // DATA_NONE, or DATA_BOOL with its one flag set: signal it, as the kernel does.
+    if ((which.empty() || which[0]) && slot.valid()) {
+        const uint64_t one = 1;
+        if (::write(slot.get(), &one, sizeof(one)) < 0) {
+            // A full counter already says the event is pending.
+        }
     }
     return Reply{};
 }
@@ -380,10 +413,21 @@ Result<VfioUserServer::Reply> VfioUserServer::handle_dma_unmap(const Message& ms
     if (!req || msg.payload.size() != sizeof(DmaUnmapPayload) || req->argsz < sizeof(DmaUnmapPayload))
         return invalid(fmt::format("DMA_UNMAP payload of {} bytes (expected {})", msg.payload.size(),
                                    sizeof(DmaUnmapPayload)));
-    if (req->flags != 0)
-        return make_error(ENOTSUP, fmt::format("DMA_UNMAP flags {:#x} (dirty bitmaps, unmap-all) are not supported",
+    if (req->flags == kDmaUnmapFlagAll) {
+        if (req->address != 0 || req->size != 0)
+            return invalid(fmt::format("DMA_UNMAP of every window gives address {:#x} and size {:#x} (both must be 0)",
+                                       req->address, req->size));
+        device_.dma().clear();
+    } else if (req->flags != 0) {
+        return make_error(ENOTSUP, fmt::format("DMA_UNMAP flags {:#x} are not supported (dirty bitmaps are not "
+                                               "tracked)",
                                                req->flags));
-    if (auto r = device_.dma().unmap(req->address, req->size); !r) return r.error();
+    } else {
+        if (req->address % 4096 != 0 || req->size % 4096 != 0)
+            return invalid(fmt::format("DMA_UNMAP of {:#x} bytes at {:#x} is not 4 KiB aligned", req->size,
+                                       req->address));
+        if (auto r = device_.dma().unmap(req->address, req->size); !r) return r.error();
+    }
     Reply reply;
     append_struct(reply.payload, *req);
     return reply;

@@ -5,6 +5,7 @@
 // are released and the card is reset for the next client.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -53,6 +54,9 @@ private:
     Result<Reply> handle_region_info(const vfio_user::Message& msg);
     Result<Reply> handle_irq_info(const vfio_user::Message& msg);
     Result<Reply> handle_set_irqs(vfio_user::Message& msg);
+    // The ERR and REQ IRQs: one eventfd each, held for the client.
+    Result<Reply> set_notifier(uint32_t index, uint32_t data_type, uint32_t action, std::span<const uint8_t> which,
+                               std::vector<UniqueFd>& fds);
     Result<Reply> handle_region_read(const vfio_user::Message& msg);
     Result<Reply> handle_region_write(const vfio_user::Message& msg);
     Result<Reply> handle_dma_map(vfio_user::Message& msg);
@@ -73,6 +77,7 @@ private:
     bool negotiated_ = false;
     vfio_user::Capabilities client_caps_;
     std::thread::id serving_thread_;
+    std::array<UniqueFd, 2> notifiers_;  // ERR, REQ
 
     // One device-initiated request in flight at a time.
     std::mutex dma_request_mutex_;

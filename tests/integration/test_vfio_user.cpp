@@ -10,6 +10,7 @@
 
 #include "../support/model_fixture.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/pci_info.hpp"
 #include "vfioq/sgq_registers.hpp"
 
 namespace vfioq {
@@ -72,6 +73,20 @@ TEST_F(VfioUserTest, RegionInfoWithSparseMmapAfterArgszRetry) {
     auto bad = transport->region_info(9);
     ASSERT_FALSE(bad.has_value());
     EXPECT_NE(bad.error().message.find("test-model"), std::string::npos);
+}
+
+// QEMU turns an endpoint on its root bus into a root complex integrated endpoint and
+// clears its link registers: that is no link, not a link of width 0.
+TEST_F(VfioUserTest, ARootComplexIntegratedEndpointHasNoLink) {
+    auto& config = model.device->config_space();
+    config.set16(model::kPcieCapOffset + PCI_EXP_FLAGS, 2 | PCI_EXP_TYPE_RC_END << 4);
+    config.set16(model::kPcieCapOffset + PCI_EXP_LNKSTA, 0);
+    auto caps = read_pci_capabilities(*transport);
+    ASSERT_TRUE(caps.has_value()) << caps.error().message;
+    auto pcie = std::find_if(caps->begin(), caps->end(), [](auto& c) { return c.id == PCI_CAP_ID_EXP; });
+    ASSERT_NE(pcie, caps->end());
+    EXPECT_EQ(pcie->summary.rfind("root complex integrated endpoint, version 2, no link, max payload", 0), 0u)
+        << pcie->summary;
 }
 
 TEST_F(VfioUserTest, RegisterReadWriteThroughMessages) {

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+// The model's DMA windows behave as VFIO's type1 IOMMU does for the client that
+// maps them: QEMU's vfio-user client maps and unmaps a guest IOMMU's 4 KiB pages,
+// tens of thousands of them, and invalidates in ranges.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "model/dma_space.hpp"
+
+namespace vfioq::model {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+UniqueFd memfd(uint64_t size) {
+    UniqueFd fd(::memfd_create("dma-space-test", MFD_CLOEXEC));
+    EXPECT_TRUE(fd.valid());
+    EXPECT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+    return fd;
+}
+
+UniqueFd dup_of(const UniqueFd& fd) { return UniqueFd(::dup(fd.get())); }
+
+// The process's mappings, counted from /proc/self/maps.
+size_t mapping_count() {
+    FILE* f = std::fopen("/proc/self/maps", "r");
+    size_t n = 0;
+    for (int c; (c = std::fgetc(f)) != EOF;) n += c == '\n';
+    std::fclose(f);
+    return n;
+}
+
+TEST(DmaSpace, AnUnmapRemovesEveryWindowInsideItsRange) {
+    DmaSpace dma;
+    for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(dma.map(0x10000 + i * kPage, kPage, true, true, {}, 0, 100));
+    auto r = dma.unmap(0x10000 + 2 * kPage, 4 * kPage);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(*r, 4 * kPage);
+    EXPECT_EQ(dma.window_count(), 4u);
+    // The IOVAs are free again: a new window there is not refused as overlapping.
+    EXPECT_TRUE(dma.map(0x10000 + 2 * kPage, 4 * kPage, true, true, {}, 0, 100));
+}
+
+TEST(DmaSpace, AnUnmapOfARangeWithNoWindowIsNotAnError) {
+    DmaSpace dma;
+    ASSERT_TRUE(dma.map(0x10000, kPage, true, true, {}, 0, 100));
+    auto r = dma.unmap(0x100000, 1ull << 30);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(*r, 0u);
+    EXPECT_EQ(dma.window_count(), 1u);
+}
+
+TEST(DmaSpace, AnUnmapThatWouldSplitAWindowIsRefusedAndRemovesNothing) {
+    DmaSpace dma;
+    ASSERT_TRUE(dma.map(0x10000, kPage, true, true, {}, 0, 100));
+    ASSERT_TRUE(dma.map(0x11000, 4 * kPage, true, true, {}, 0, 100));
+    // Ends inside the second window.
+    auto tail = dma.unmap(0x10000, 2 * kPage);
+    ASSERT_FALSE(tail);
+    EXPECT_EQ(tail.error().code, EINVAL);
+    EXPECT_NE(tail.error().message.find("would split the window [0x11000, 0x15000)"), std::string::npos)
+        << tail.error().message;
+    // Starts inside it.
+    auto head = dma.unmap(0x12000, 8 * kPage);
+    ASSERT_FALSE(head);
+    EXPECT_EQ(head.error().code, EINVAL);
+    EXPECT_EQ(dma.window_count(), 2u);
+    // The exact window, and a range around both, are fine.
+    EXPECT_EQ(*dma.unmap(0x11000, 4 * kPage), 4 * kPage);
+    EXPECT_EQ(*dma.unmap(0, 1ull << 20), kPage);
+    EXPECT_EQ(dma.window_count(), 0u);
+}
+
+TEST(DmaSpace, AnUnmapThatWrapsOrIsEmptyIsRefused) {
+    DmaSpace dma;
+    EXPECT_EQ(dma.unmap(~0ull - kPage + 1, 2 * kPage).error().code, EINVAL);
+    EXPECT_EQ(dma.unmap(0x1000, 0).error().code, EINVAL);
+}
+
+TEST(DmaSpace, WindowsIntoOneFileShareOneMapping) {
+    const uint64_t pages = 4096;  // 16 MiB of "guest RAM", mapped page by page in reverse
+    auto ram = memfd(pages * kPage);
+    DmaSpace dma;
+    const size_t before = mapping_count();
+    for (uint64_t i = 0; i < pages; ++i) {
+        auto r = dma.map(0x100000000ull + i * kPage, kPage, true, true, dup_of(ram), (pages - 1 - i) * kPage, 1 << 20);
+        ASSERT_TRUE(r) << r.error().message;
+    }
+    EXPECT_LE(mapping_count(), before + 2) << "a mapping per window";
+    // Data goes to the file offset each window names, across window boundaries too.
+    std::vector<std::byte> pattern(3 * kPage);
+    for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = std::byte(i * 7 + 3);
+    ASSERT_TRUE(dma.write(0x100000000ull + 10 * kPage + 100, pattern));
+    void* view = ::mmap(nullptr, pages * kPage, PROT_READ, MAP_SHARED, ram.get(), 0);
+    ASSERT_NE(view, MAP_FAILED);
+    const auto* bytes = static_cast<const std::byte*>(view);
+    for (uint64_t piece = 0; piece < 4; ++piece) {
+        const uint64_t window = 10 + piece;
+        const uint64_t start = piece == 0 ? 100 : 0;
+        const uint64_t end = piece == 3 ? 100 : kPage;
+        for (uint64_t b = start; b < end; ++b)
+            ASSERT_EQ(bytes[(pages - 1 - window) * kPage + b], pattern[piece * kPage + b - 100])
+                << "window " << window << " byte " << b;
+    }
+    ::munmap(view, pages * kPage);
+    std::vector<std::byte> back(pattern.size());
+    ASSERT_TRUE(dma.read(0x100000000ull + 10 * kPage + 100, back));
+    EXPECT_EQ(back, pattern);
+    // The mapping goes with the last window into it.
+    ASSERT_TRUE(dma.unmap(0x100000000ull, (pages - 1) * kPage));
+    EXPECT_TRUE(dma.read(0x100000000ull + (pages - 1) * kPage, std::span(back).first(16)));
+    ASSERT_TRUE(dma.unmap(0x100000000ull + (pages - 1) * kPage, kPage));
+    EXPECT_LE(mapping_count(), before);
+}
+
+TEST(DmaSpace, AReadOnlyWindowIntoASharedFileStaysReadOnly) {
+    auto ram = memfd(4 * kPage);
+    DmaSpace dma;
+    ASSERT_TRUE(dma.map(0x10000, kPage, true, true, dup_of(ram), 0, 100));
+    ASSERT_TRUE(dma.map(0x20000, kPage, true, false, dup_of(ram), kPage, 100));
+    std::vector<std::byte> data(16, std::byte{0x5a});
+    EXPECT_TRUE(dma.write(0x10000, data));
+    DmaFault fault{};
+    auto r = dma.write(0x20008, data, &fault);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(fault.iova, 0x20008u);
+    EXPECT_TRUE(dma.read(0x20000, data));
+}
+
+TEST(DmaSpace, AWindowBeyondTheFileGetsAMappingOfItsOwn) {
+    // A file that grew after its first window was mapped.
+    auto ram = memfd(2 * kPage);
+    DmaSpace dma;
+    ASSERT_TRUE(dma.map(0x10000, kPage, true, true, dup_of(ram), 0, 100));
+    ASSERT_EQ(::ftruncate(ram.get(), 8 * kPage), 0);
+    ASSERT_TRUE(dma.map(0x20000, kPage, true, true, dup_of(ram), 6 * kPage, 100));
+    std::vector<std::byte> data(kPage, std::byte{0x33});
+    ASSERT_TRUE(dma.write(0x20000, data));
+    std::vector<std::byte> file(kPage);
+    ASSERT_EQ(::pread(ram.get(), file.data(), kPage, 6 * kPage), static_cast<ssize_t>(kPage));
+    EXPECT_EQ(file, data);
+}
+
+}  // namespace
+}  // namespace vfioq::model
