@@ -24,6 +24,9 @@ void usage(FILE* out) {
                "  DEVICE read REGION OFFSET [WIDTH]    read WIDTH bits (8, 16, 32, 64; default 32)\n"
                "  DEVICE write REGION OFFSET WIDTH VALUE\n"
                "  DEVICE list                          list register names\n"
+               "Several commands may follow one DEVICE (write SCRATCH 0x1 read SCRATCH): they run\n"
+               "in order on one opening of the device. vfio-pci resets a device when it is\n"
+               "opened and closed, so on a PCI address a value read back must be read in the same call.\n"
                "\n"
                "DEVICE is model (the built-in model), vfio-user:PATH or a PCI address.\n"
                "NAME is a register of the SGQ card (SCRATCH, CAP, CTRL, ...), a queue-pair\n"
@@ -102,6 +105,86 @@ void list_registers() {
                "doorbell at 0x2000 + (2n + 1) * (4 << DSTRD)");
 }
 
+// One read or write of the command line, checked before the device is opened.
+struct RegCommand {
+    bool write = false;
+    std::optional<uint32_t> region;  // else by name
+    std::string_view name;           // register name, or the region as given
+    uint64_t offset = 0;
+    unsigned width = 32;
+    uint64_t value = 0;
+};
+
+bool is_verb(std::string_view s) { return s == "read" || s == "write"; }
+
+unsigned parse_width(std::string_view s) {
+    const auto w = parse_number("width", s);
+    if (w != 8 && w != 16 && w != 32 && w != 64)
+        vfioq::cli::fail(kTool, fmt::format("width {} is not one of 8, 16, 32, 64", w), 2);
+    return static_cast<unsigned>(w);
+}
+
+// read NAME | read REGION OFFSET [WIDTH] | write NAME VALUE | write REGION OFFSET WIDTH VALUE, repeated.
+std::vector<RegCommand> parse_commands(std::span<const std::string_view> args) {
+    std::vector<RegCommand> out;
+    size_t i = 0;
+    auto next = [&](const char* what) {
+        if (i >= args.size() || is_verb(args[i]))
+            vfioq::cli::fail(kTool, fmt::format("{} needs {}", out.empty() ? "the command" : "a command", what), 2);
+        return args[i++];
+    };
+    while (i < args.size()) {
+        RegCommand c;
+        if (!is_verb(args[i]))
+            vfioq::cli::fail(kTool, fmt::format("'{}' is not a command (read, write or list)", args[i]), 2);
+        c.write = args[i++] == "write";
+        c.name = next(c.write ? "a register and a value" : "a register");
+        c.region = parse_region(c.name);
+        if (c.region) {
+            c.offset = parse_number("offset", next("an offset"));
+            if (c.write) {
+                c.width = parse_width(next("a width"));
+                c.value = parse_number("value", next("a value"));
+            } else if (i < args.size() && !is_verb(args[i])) {
+                c.width = parse_width(args[i++]);
+            }
+        } else if (c.write) {
+            c.value = parse_number("value", next("a value"));
+        }
+        out.push_back(c);
+    }
+    if (out.empty()) {
+        usage(stderr);
+        std::exit(2);
+    }
+    return out;
+}
+
+void run(vfioq::Device& device, const RegCommand& c) {
+    if (c.region) {
+        if (c.write) {
+            raw_write(device, *c.region, c.offset, c.width, c.value);
+        } else {
+            const uint64_t value = raw_read(device, *c.region, c.offset, c.width);
+            fmt::print("{}+{:#x} = {:#0{}x}\n", c.name, c.offset, value, c.width / 4 + 2);
+        }
+        return;
+    }
+    const auto reg = resolve(device, c.name);
+    if (!c.write) {
+        if (reg.access == vfioq::sgq::Access::kWO)
+            fmt::print(stderr, "{}: note: {} is write-only; it reads as 0\n", kTool, reg.name);
+        print_register(reg, check(device.read(vfioq::sgq::kRegisterBar, reg.offset, reg.width)));
+        return;
+    }
+    if (reg.width < 64 && (c.value >> reg.width) != 0)
+        vfioq::cli::fail(kTool, fmt::format("{:#x} does not fit the {}-bit register {}", c.value, reg.width, reg.name),
+                         2);
+    if (reg.access == vfioq::sgq::Access::kRO)
+        fmt::print(stderr, "{}: note: {} is read-only; the device ignores the write\n", kTool, reg.name);
+    check(device.write(vfioq::sgq::kRegisterBar, reg.offset, reg.width, c.value));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,49 +210,22 @@ int main(int argc, char** argv) {
         usage(stderr);
         return 2;
     }
-    const std::string_view command = args[1];
-    if (command == "list" && args.size() == 2) {
+    if (args[1] == "list" && args.size() == 2) {
         list_registers();
         return 0;
     }
-    if (command != "read" && command != "write") {
-        usage(stderr);
-        return 2;
-    }
+    // Every command is checked before the device is opened: a typo in the third
+    // command must not leave the first two done.
+    auto commands = parse_commands(std::span(args).subspan(1));
     auto device = check(vfioq::Device::open(args[0]));
-    auto region = args.size() > 2 ? parse_region(args[2]) : std::nullopt;
-
-    if (command == "read") {
-        if (region) {
-            if (args.size() < 4 || args.size() > 5) vfioq::cli::fail(kTool, "read REGION OFFSET [WIDTH]", 2);
-            const uint64_t offset = parse_number("offset", args[3]);
-            const auto width = static_cast<unsigned>(args.size() == 5 ? parse_number("width", args[4]) : 32);
-            const uint64_t value = raw_read(*device, *region, offset, width);
-            fmt::print("{}+{:#x} = {:#0{}x}\n", args[2], offset, value, width / 4 + 2);
-            return 0;
-        }
-        if (args.size() != 3) vfioq::cli::fail(kTool, "read NAME", 2);
-        const auto reg = resolve(*device, args[2]);
-        if (reg.access == vfioq::sgq::Access::kWO)
-            fmt::print(stderr, "{}: note: {} is write-only; it reads as 0\n", kTool, reg.name);
-        print_register(reg, check(device->read(vfioq::sgq::kRegisterBar, reg.offset, reg.width)));
-        return 0;
-    }
-
-    if (region) {
-        if (args.size() != 6) vfioq::cli::fail(kTool, "write REGION OFFSET WIDTH VALUE", 2);
-        const uint64_t offset = parse_number("offset", args[3]);
-        const auto width = static_cast<unsigned>(parse_number("width", args[4]));
-        raw_write(*device, *region, offset, width, parse_number("value", args[5]));
-        return 0;
-    }
-    if (args.size() != 4) vfioq::cli::fail(kTool, "write NAME VALUE", 2);
-    const auto reg = resolve(*device, args[2]);
-    const uint64_t value = parse_number("value", args[3]);
-    if (reg.width < 64 && (value >> reg.width) != 0)
-        vfioq::cli::fail(kTool, fmt::format("{:#x} does not fit the {}-bit register {}", value, reg.width, reg.name), 2);
-    if (reg.access == vfioq::sgq::Access::kRO)
-        fmt::print(stderr, "{}: note: {} is read-only; the device ignores the write\n", kTool, reg.name);
-    check(device->write(vfioq::sgq::kRegisterBar, reg.offset, reg.width, value));
+    for (const auto& c : commands) run(*device, c);
+    // A kernel VFIO device is reset by vfio-pci when it is closed (and when it is opened),
+    // so a value written here does not survive this process: say so once.
+    const auto address = vfioq::DeviceAddress::parse(args[0]);
+    if (commands.size() == 1 && commands[0].write && address && address->kind == vfioq::DeviceAddress::Kind::kPci)
+        fmt::print(stderr,
+                   "{}: note: vfio-pci resets {} when it is closed, so the value is gone once this command "
+                   "exits; to see it, read it in the same call: {} {} write ... read ...\n",
+                   kTool, device->name(), kTool, device->name());
     return 0;
 }

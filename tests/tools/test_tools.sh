@@ -21,6 +21,11 @@ check "vfioq-info lists the host" contains "$tmp/host" "VFIO on this host"
 check "vfioq-regs decodes CAP fields" contains "$tmp/cap" "MAX_SGE   = 0x400"
 check "vfioq-regs reads BAR0 by offset" bash -c "'$tools/vfioq-regs' model read bar0 0x0 | grep -qx 'bar0+0x0 = 0x44514753'"
 check "vfioq-regs reads config space" bash -c "'$tools/vfioq-regs' model read cfg 0x0 16 | grep -qx 'cfg+0x0 = 0x1234'"
+check "vfioq-regs runs several commands on one opening" bash -c \
+    "'$tools/vfioq-regs' model write SCRATCH 0x5a5a read SCRATCH write bar0 0x20 32 0x77 read bar0 0x20 16 >'$tmp/multi' &&
+     grep -qx 'SCRATCH = 0x5a5a' '$tmp/multi' && grep -qx 'bar0+0x20 = 0x0077' '$tmp/multi'"
+check "vfioq-regs checks every command before it opens the device" bash -c \
+    "! '$tools/vfioq-regs' vfio-user:$tmp/none.sock write SCRATCH 1 read 2>'$tmp/err' && grep -q 'needs a register' '$tmp/err'"
 check "vfioq-regs refuses an unknown register" bash -c "! '$tools/vfioq-regs' model read NOPE 2>'$tmp/err' && grep -q \"no register named 'NOPE'\" '$tmp/err'"
 check "vfioq-regs refuses an unknown address" bash -c "! '$tools/vfioq-regs' card0 read ID 2>'$tmp/err' && grep -q 'unknown device address' '$tmp/err'"
 check "vfioq-regs names the missing socket" bash -c "! '$tools/vfioq-regs' vfio-user:$tmp/none.sock read ID 2>'$tmp/err' && grep -q 'none.sock' '$tmp/err'"
