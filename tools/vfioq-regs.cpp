@@ -226,6 +226,6 @@ int main(int argc, char** argv) {
         fmt::print(stderr,
                    "{}: note: vfio-pci resets {} when it is closed, so the value is gone once this command "
                    "exits; to see it, read it in the same call: {} {} write ... read ...\n",
-                   kTool, device->name(), kTool, device->name());
+                   kTool, args[0], kTool, args[0]);
     return 0;
 }
