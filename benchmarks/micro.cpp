@@ -5,6 +5,10 @@
 // `meson test -C build --benchmark` or the executable itself.
 #include <benchmark/benchmark.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -12,6 +16,7 @@
 #include "dma/registration_cache.hpp"
 #include "dma/sgl_builder.hpp"
 #include "engine/queue_engine.hpp"
+#include "model/dma_space.hpp"
 
 namespace vfioq {
 namespace {
@@ -167,6 +172,39 @@ void BM_IovaAllocateFree(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_IovaAllocateFree)->Arg(4096)->Arg(2 << 20);
+
+// The model fetching one 64-byte submission entry, with one window or with a guest
+// IOMMU's tens of thousands of 4 KiB windows into one file (QEMU's vfio-user client
+// behind intel-iommu maps guest RAM page by page): the lookup must stay cheap, in
+// ring order above all.
+void BM_ModelDmaFetch(benchmark::State& state) {
+    const auto windows = static_cast<uint64_t>(state.range(0));
+    constexpr uint64_t kPage = 4096;
+    const uint64_t bytes = 32768 * kPage;
+    UniqueFd ram(::memfd_create("bench-ram", MFD_CLOEXEC));
+    if (!ram || ::ftruncate(ram.get(), static_cast<off_t>(bytes)) != 0) {
+        state.SkipWithError("memfd");
+        return;
+    }
+    model::DmaSpace dma;
+    const uint64_t window = bytes / windows;
+    for (uint64_t i = 0; i < windows; ++i)
+        if (!dma.map(0x100000000ull + i * window, window, true, true, UniqueFd(::dup(ram.get())), i * window, 1 << 20)) {
+            state.SkipWithError("map");
+            return;
+        }
+    std::array<std::byte, 64> entry{};
+    const bool scattered = state.range(1) != 0;
+    const uint64_t ring = 4096 * 64;  // a 4096-entry submission ring: 64 pages
+    uint64_t at = 0;
+    for (auto _ : state) {
+        // In ring order (what the card does), or a new page each time, all over the space.
+        at = scattered ? (at + 40503 * kPage + 64) % bytes : (at + 64) % ring;
+        if (!dma.read(0x100000000ull + (at & ~uint64_t{63}), entry)) state.SkipWithError("read");
+        benchmark::DoNotOptimize(entry);
+    }
+}
+BENCHMARK(BM_ModelDmaFetch)->ArgNames({"windows", "scattered"})->ArgsProduct({{1, 32768}, {0, 1}});
 
 }  // namespace
 }  // namespace vfioq

@@ -122,6 +122,7 @@ Result<uint64_t> DmaSpace::unmap(uint64_t iova, uint64_t size) {
         unmap_local(it->second);
         unmapped += it->second.size;
     }
+    last_hit_.store(nullptr, std::memory_order_relaxed);
     windows_.erase(first, end);
     return unmapped;
 }
@@ -129,6 +130,7 @@ Result<uint64_t> DmaSpace::unmap(uint64_t iova, uint64_t size) {
 void DmaSpace::clear() {
     std::unique_lock lock(mutex_);
     for (auto& [iova, w] : windows_) unmap_local(w);
+    last_hit_.store(nullptr, std::memory_order_relaxed);
     windows_.clear();
     files_.clear();
 }
@@ -151,15 +153,24 @@ Result<void> DmaSpace::write(uint64_t iova, std::span<const std::byte> in, DmaFa
     return access(true, iova, {const_cast<std::byte*>(in.data()), in.size()}, fault);
 }
 
+const DmaSpace::WindowEntry* DmaSpace::find(uint64_t iova) const {
+    const WindowEntry* hit = last_hit_.load(std::memory_order_relaxed);
+    if (hit && iova - hit->first < hit->second.size) return hit;
+    auto it = windows_.upper_bound(iova);
+    if (it == windows_.begin()) return nullptr;
+    --it;
+    if (iova - it->first >= it->second.size) return nullptr;
+    last_hit_.store(&*it, std::memory_order_relaxed);
+    return &*it;
+}
+
 Result<void> DmaSpace::publish32(uint64_t iova, uint32_t value, DmaFault* fault) const {
     if (iova % 4 == 0) {
         std::shared_lock lock(mutex_);
-        auto it = windows_.upper_bound(iova);
-        if (it != windows_.begin()) {
-            --it;
-            const Window& w = it->second;
-            if (w.local && iova - it->first < w.size && w.size - (iova - it->first) >= 4 && w.writable) {
-                std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(w.local + (iova - it->first)))
+        if (const WindowEntry* e = find(iova)) {
+            const Window& w = e->second;
+            if (w.local && w.size - (iova - e->first) >= 4 && w.writable) {
+                std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(w.local + (iova - e->first)))
                     .store(value, std::memory_order_release);
                 return {};
             }
@@ -181,12 +192,27 @@ Result<void> DmaSpace::access(bool to_host, uint64_t iova, std::span<std::byte> 
         const uint64_t at = iova + done;
         if (at < iova) return refuse(at, "wraps the address space");
         std::shared_lock lock(mutex_);
-        auto it = windows_.upper_bound(at);
-        if (it == windows_.begin()) return refuse(at, "hits no mapped window");
-        --it;
-        const uint64_t base = it->first;
-        const Window& w = it->second;
-        if (at - base >= w.size) return refuse(at, "hits no mapped window");
+        const WindowEntry* entry = find(at);
+        if (!entry) {
+            // No window: a card's stray DMA goes to the IOMMU all the same, and the client is
+            // this card's IOMMU. QEMU's client translates it through the guest's IOMMU, which
+            // blocks it and logs the fault there; vfioq's refuses what it never mapped.
+            auto next = windows_.upper_bound(at);
+            const uint64_t gap = next == windows_.end() ? data.size() - done : next->first - at;
+            auto client = client_access_;
+            lock.unlock();
+            if (!client) return refuse(at, "hits no mapped window");
+            const auto piece = data.subspan(done, std::min<uint64_t>(gap, data.size() - done));
+            if (auto r = client(to_host, at, piece); !r) {
+                if (fault) fault->iova = at;
+                return r.error().with_context(
+                    fmt::format("DMA fault: {} IOVA {:#x}, in no window, refused by the client", verb, at));
+            }
+            done += piece.size();
+            continue;
+        }
+        const uint64_t base = entry->first;
+        const Window& w = entry->second;
         if (to_host ? !w.writable : !w.readable)
             return refuse(at, fmt::format("is not permitted by its window at {:#x}", base));
         const uint64_t chunk = std::min<uint64_t>(data.size() - done, w.size - (at - base));

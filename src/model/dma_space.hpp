@@ -4,6 +4,7 @@
 // permissions, is refused and reported as a DMA fault.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -77,10 +78,17 @@ private:
                                  std::optional<FileKey>& file);
     void unmap_local(const Window& w);
 
+    using WindowEntry = std::pair<const uint64_t, Window>;  // a node of windows_: stable until erased
     Result<void> access(bool to_host, uint64_t iova, std::span<std::byte> data, DmaFault* fault) const;
+    // The window holding `iova`, or null; called with the lock held (either way).
+    const WindowEntry* find(uint64_t iova) const;
 
     mutable std::shared_mutex mutex_;
     std::map<uint64_t, Window> windows_;  // by IOVA
+    // The window the last access found. The card walks its rings and buffers in order, so
+    // most lookups hit it, whatever the number of windows; cleared (under the exclusive
+    // lock) whenever a window goes.
+    mutable std::atomic<const WindowEntry*> last_hit_{nullptr};
     std::map<FileKey, FileMapping> files_;
     ClientDmaAccess client_access_;
 };

@@ -145,5 +145,30 @@ TEST(DmaSpace, AWindowBeyondTheFileGetsAMappingOfItsOwn) {
     EXPECT_EQ(file, data);
 }
 
+// A card's DMA to an IOVA in no window goes to the client, which is the card's IOMMU
+// (QEMU's translates it through the guest's IOMMU, which blocks and logs it).
+TEST(DmaSpace, DmaOutsideEveryWindowIsOfferedToTheClient) {
+    DmaSpace dma;
+    auto ram = memfd(kPage);
+    ASSERT_TRUE(dma.map(0x10000, kPage, true, true, dup_of(ram), 0, 100));
+    std::vector<std::pair<uint64_t, size_t>> asked;
+    dma.set_client_access([&](bool, uint64_t iova, std::span<std::byte> data) -> Result<void> {
+        asked.emplace_back(iova, data.size());
+        return make_error(EFAULT, "not mapped by the guest's IOMMU");
+    });
+    std::vector<std::byte> data(2 * kPage);
+    DmaFault fault{};
+    // Half in the window, half beyond it: the window's half is done here, the rest is asked for.
+    auto r = dma.write(0x10000 + kPage / 2, data, &fault);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(fault.iova, 0x11000u);
+    EXPECT_NE(r.error().message.find("in no window, refused by the client"), std::string::npos) << r.error().message;
+    ASSERT_EQ(asked.size(), 1u);
+    EXPECT_EQ(asked[0], std::make_pair(uint64_t{0x11000}, size_t{kPage + kPage / 2}));
+    // Without a client, the model refuses it itself.
+    DmaSpace alone;
+    EXPECT_EQ(alone.read(0x7f000000, data).error().code, EFAULT);
+}
+
 }  // namespace
 }  // namespace vfioq::model
