@@ -1,17 +1,27 @@
 #!/bin/sh
 # Runs inside the QEMU guest: the kernel VFIO path against QEMU's NVMe
-# controller at BDF, for one variant (intel-container, intel-iommufd,
-# virtio-container, virtio-iommufd, debian-container, noiommu-container).
+# controller at BDF, for one variant: intel or virtio (the IOMMU; the
+# container/group and the iommufd/cdev interfaces in turn, in the one boot),
+# debian-container, noiommu-container (or intel-iommufd and the like, for one).
 # Ends with one line the host trusts:
 # "VFIOQ-GUEST-RESULT: PASS n" or "VFIOQ-GUEST-RESULT: FAIL n/m".
 bdf=${1:?usage: guest-tests.sh BDF VARIANT}
-variant=${2:-intel-container}
+variant=${2:-intel}
 noiommu=
 case $variant in
-    *-iommufd) export VFIOQ_IOMMU=iommufd; backend="iommufd + cdev" ;;
-    noiommu-*) export VFIOQ_IOMMU=container; backend="container/group (no IOMMU, unsafe)"; noiommu=1 ;;
-    *) export VFIOQ_IOMMU=container; backend="container/group (type1v2)" ;;
+    *-iommufd) backends=iommufd ;;
+    *-container) backends=container ;;
+    *) backends="container iommufd" ;;
 esac
+case $variant in noiommu-*) noiommu=1 ;; esac
+use_backend() {  # use_backend container|iommufd: the interface vfioq opens the device through
+    export VFIOQ_IOMMU=$1
+    case $1 in
+        iommufd) backend="iommufd + cdev" ;;
+        *) backend="container/group (type1v2)"; [ -n "$noiommu" ] && backend="container/group (no IOMMU, unsafe)" ;;
+    esac
+    echo "guest: --- through $backend ---"
+}
 passed=0 failed=0
 check() {  # check NAME COMMAND...
     name=$1
@@ -64,56 +74,62 @@ if [ -n "$noiommu" ]; then
     export VFIOQ_UNSAFE_NOIOMMU=1
 fi
 
-check "vfioq-info opens it through $backend" sh -c \
-    "VFIOQ_LOG=info vfioq-info $bdf >/tmp/info 2>&1; cat /tmp/info; grep -q 'opened through $backend' /tmp/info && grep -q 'class 010802' /tmp/info && grep -q 'namespace 1 .* blocks of 512 bytes' /tmp/info"
-check "vfioq-regs reads NVMe VS (1.4) from BAR0" sh -c "vfioq-regs $bdf read bar0 0x8 32 | grep -qx 'bar0+0x8 = 0x00010400'"
-check "vfioq-regs reads a 64-bit CAP" sh -c "vfioq-regs $bdf read bar0 0x0 64 | grep -q 'bar0+0x0 = 0x'"
-if [ -n "$noiommu" ]; then
-    check "the kernel put the function in unsafe no-IOMMU mode (kernel log)" sh -c \
-        "dmesg | grep -i 'noiommu' | grep -q '$bdf'"
-    # Nothing would block a stray DMA here: the unmapped-IOVA test is for the IOMMU variants.
-    VFIOQ_TEST_DEVICE=$bdf check "transport, DMA by physical address, MSI-X and reset (test-kernel-vfio)" \
-        test-kernel-vfio --gtest_filter=-*Unmapped*:*Unbind*
-else
-    dmesg -c >/dev/null
-    VFIOQ_TEST_DEVICE=$bdf check "transport, DMA, MSI-X and reset in a real kernel (test-kernel-vfio)" \
-        test-kernel-vfio --gtest_filter=-*Unbind*
-    check "DMA to an unmapped IOVA was blocked by the IOMMU (kernel log)" sh -c \
-        "dmesg | tee /tmp/dmesg | grep -Eiq 'DMAR.*(fault|0x7f000000)|virtio.iommu.*fault|fault.*7f000000'"
-    [ "$failed" -gt 0 ] && sed 's/^/    dmesg: /' /tmp/dmesg | tail -20
-fi
+for b in $backends; do
+    use_backend "$b"
+    check "vfioq-info opens it through $backend" sh -c \
+        "VFIOQ_LOG=info vfioq-info $bdf >/tmp/info 2>&1; cat /tmp/info; grep -q 'opened through $backend' /tmp/info && grep -q 'class 010802' /tmp/info && grep -q 'namespace 1 .* blocks of 512 bytes' /tmp/info"
+    check "vfioq-regs reads NVMe VS (1.4) from BAR0" sh -c "vfioq-regs $bdf read bar0 0x8 32 | grep -qx 'bar0+0x8 = 0x00010400'"
+    check "vfioq-regs reads a 64-bit CAP" sh -c "vfioq-regs $bdf read bar0 0x0 64 | grep -q 'bar0+0x0 = 0x'"
+    if [ -n "$noiommu" ]; then
+        check "the kernel put the function in unsafe no-IOMMU mode (kernel log)" sh -c \
+            "dmesg | grep -i 'noiommu' | grep -q '$bdf'"
+        # Nothing would block a stray DMA here: the unmapped-IOVA test is for the IOMMU variants.
+        VFIOQ_TEST_DEVICE=$bdf check "transport, DMA by physical address, MSI-X and reset (test-kernel-vfio)" \
+            test-kernel-vfio --gtest_filter=-*Unmapped*:*Unbind*
+    else
+        dmesg -c >/dev/null
+        VFIOQ_TEST_DEVICE=$bdf check "transport, DMA, MSI-X and reset in a real kernel (test-kernel-vfio)" \
+            test-kernel-vfio --gtest_filter=-*Unbind*
+        check "DMA to an unmapped IOVA was blocked by the IOMMU (kernel log)" sh -c \
+            "dmesg | tee /tmp/dmesg | grep -Eiq 'DMAR.*(fault|0x7f000000)|virtio.iommu.*fault|fault.*7f000000'"
+        [ "$failed" -gt 0 ] && sed 's/^/    dmesg: /' /tmp/dmesg | tail -20
+    fi
 
-# The NVMe profile on the same engine and API: data integrity with up to 2047 commands in flight.
-# QEMU 7.2's virtio-iommu loses single-byte DMA segments now and then (the same runs pass
-# byte for byte behind intel-iommu, and with segments of 2 bytes or more behind virtio-iommu),
-# so its variants keep segments to whole 16-bit units.
-# Without an IOMMU a segment splits where its pages are not physically contiguous (at a
-# hugepage's end), so commands keep to half the controller's 256 descriptors.
-shape=
-case $variant in
-    virtio-*) shape="--segment-align 2" ;;
-    noiommu-*) shape="--max-segments 128" ;;
-esac
-check "vfioq-selftest on NVMe by SGL, depths 1 to 2047 (MQES), two queue pairs" \
-    vfioq-selftest "$bdf" --depths 1,64,2047 --queue-pairs 2 --commands 2100 --quiet $shape
-check "vfioq-selftest on NVMe with MSI-X interrupts" vfioq-selftest "$bdf" --depths 1,512 --interrupts --quiet $shape
-check "vfioq-selftest on NVMe by PRP lists" vfioq-selftest "$bdf" --nvme-prp --depths 1,256 --quiet
+    # The NVMe profile on the same engine and API: data integrity with up to 2047 commands in flight.
+    # QEMU 7.2's virtio-iommu loses single-byte DMA segments now and then (the same runs pass
+    # byte for byte behind intel-iommu, and with segments of 2 bytes or more behind virtio-iommu),
+    # so its variants keep segments to whole 16-bit units.
+    # Without an IOMMU a segment splits where its pages are not physically contiguous (at a
+    # hugepage's end), so commands keep to half the controller's 256 descriptors.
+    shape=
+    case $variant in
+        virtio*) shape="--segment-align 2" ;;
+        noiommu-*) shape="--max-segments 128" ;;
+    esac
+    align=$(sed -n 's/.*vfioq.segment_align=\([0-9]*\).*/\1/p' /proc/cmdline)
+    [ -n "$align" ] && shape="--segment-align $align"
+    echo "guest: self-test shapes: ${shape:-the device's own}"
+    check "vfioq-selftest on NVMe by SGL, depths 1 to 2047 (MQES), two queue pairs" \
+        vfioq-selftest "$bdf" --depths 1,64,2047 --queue-pairs 2 --commands 2100 --quiet $shape
+    check "vfioq-selftest on NVMe with MSI-X interrupts" vfioq-selftest "$bdf" --depths 1,512 --interrupts --quiet $shape
+    check "vfioq-selftest on NVMe by PRP lists" vfioq-selftest "$bdf" --nvme-prp --depths 1,256 --quiet
 
-# The benchmark on NVMe: it runs and reports; beside fio when fio ran.
-check "vfioq-perf on NVMe, 4 KiB random reads at depth 32" sh -c \
-    "vfioq-perf $bdf --depth 32 --block-size 4096 --duration 3 --warmup 0.5 --no-references --csv /tmp/perf.csv >/tmp/perf.txt 2>&1 || { cat /tmp/perf.txt; exit 1; }; grep -q '^total,' /tmp/perf.csv"
-check "vfioq-perf on NVMe with interrupts" sh -c \
-    "vfioq-perf $bdf --depth 32 --block-size 4096 --duration 3 --warmup 0.5 --no-references --interrupts --csv /tmp/perf-irq.csv >/tmp/perf.txt 2>&1 || { cat /tmp/perf.txt; exit 1; }; grep -q '^total,' /tmp/perf-irq.csv"
-if [ -n "$fio_iops" ]; then
-    # CSV columns: 10 IOPS; the thread's CPU per command is the third from the end.
-    for mode in polled interrupts; do
-        csv=/tmp/perf.csv
-        [ "$mode" = interrupts ] && csv=/tmp/perf-irq.csv
-        [ -f "$csv" ] && awk -F, -v fio_iops="$fio_iops" -v fio_ns="$fio_ns" -v mode="$mode" '/^total,/ {
-            ns = $(NF - 2)
-            printf "info: vfioq-perf (%s) on the same controller: %.0f IOPS (%.2f x fio), %.0f ns of guest CPU per I/O (%.2f x fio)\n", mode, $10, $10 / fio_iops, ns, (fio_ns > 0 ? ns / fio_ns : 0) }' "$csv"
-    done
-fi
+    # The benchmark on NVMe: it runs and reports; beside fio when fio ran.
+    check "vfioq-perf on NVMe, 4 KiB random reads at depth 32" sh -c \
+        "vfioq-perf $bdf --depth 32 --block-size 4096 --duration 3 --warmup 0.5 --no-references --csv /tmp/perf.csv >/tmp/perf.txt 2>&1 || { cat /tmp/perf.txt; exit 1; }; grep -q '^total,' /tmp/perf.csv"
+    check "vfioq-perf on NVMe with interrupts" sh -c \
+        "vfioq-perf $bdf --depth 32 --block-size 4096 --duration 3 --warmup 0.5 --no-references --interrupts --csv /tmp/perf-irq.csv >/tmp/perf.txt 2>&1 || { cat /tmp/perf.txt; exit 1; }; grep -q '^total,' /tmp/perf-irq.csv"
+    if [ -n "$fio_iops" ]; then
+        # CSV columns: 10 IOPS; the thread's CPU per command is the third from the end.
+        for mode in polled interrupts; do
+            csv=/tmp/perf.csv
+            [ "$mode" = interrupts ] && csv=/tmp/perf-irq.csv
+            [ -f "$csv" ] && awk -F, -v fio_iops="$fio_iops" -v fio_ns="$fio_ns" -v mode="$mode" '/^total,/ {
+                ns = $(NF - 2)
+                printf "info: vfioq-perf (%s) on the same controller: %.0f IOPS (%.2f x fio), %.0f ns of guest CPU per I/O (%.2f x fio)\n", mode, $10, $10 / fio_iops, ns, (fio_ns > 0 ? ns / fio_ns : 0) }' "$csv"
+        done
+    fi
+done
 
 # An unbind while the device is open: the kernel asks for it back, and vfioq hears that as the device
 # going away. Then the function goes back to vfio-pci for what follows (a no-IOMMU group is made anew).
@@ -140,7 +156,9 @@ check "no permission on the device node is explained" sh -c \
 cdev=$(ls "$dev/vfio-dev" 2>/dev/null | head -1)
 chown lab "/dev/vfio/$group" 2>/dev/null
 [ -n "$cdev" ] && chown lab "/dev/vfio/devices/$cdev" /dev/iommu
-check "a too-low memlock limit is explained" su -s /bin/sh lab -c \
-    "ulimit -l 64 && VFIOQ_TEST_DEVICE=$bdf VFIOQ_TEST_MEMLOCK=1 VFIOQ_IOMMU=$VFIOQ_IOMMU LD_LIBRARY_PATH=/lib /vfioq/test-kernel-vfio --gtest_filter='*Memlock*'"
+for b in $backends; do
+    check "a too-low memlock limit is explained ($b)" su -s /bin/sh lab -c \
+        "ulimit -l 64 && VFIOQ_TEST_DEVICE=$bdf VFIOQ_TEST_MEMLOCK=1 VFIOQ_IOMMU=$b LD_LIBRARY_PATH=/lib /vfioq/test-kernel-vfio --gtest_filter='*Memlock*'"
+done
 
 report
