@@ -148,6 +148,49 @@ TEST(KernelVfio, AdminCommandMovesDataThroughTheIommuAndRaisesMsix) {
     EXPECT_EQ(vid, 0x1b36u);
 }
 
+// A one-byte SGL data block at the last byte of each page of a buffer, and as a control
+// one byte before it: the controller must write each where the descriptor says. Prints
+// how many went astray, so that the guest script can say so beside the self-test.
+TEST(KernelVfio, OneByteSegmentsAtTheLastByteOfAPageArrive) {
+    auto d = Device::open(device_address());
+    ASSERT_TRUE(d) << d.error().message;
+    auto ctrl = Controller::open(**d);
+    ASSERT_TRUE(ctrl) << ctrl.error().message;
+    auto qp = (*ctrl)->create_queue_pair({.depth = 4});
+    ASSERT_TRUE(qp) << qp.error().message;
+    constexpr size_t kPages = 64, kBlock = 512;
+    auto pattern = (*d)->dma().allocate(kBlock);
+    auto buf = (*d)->dma().allocate((kPages + 1) * 4096);
+    ASSERT_TRUE(pattern && buf);
+    for (size_t i = 0; i < kBlock; ++i) pattern->data()[i] = std::byte(0x40 + i % 64);
+    static IoStatus status;
+    auto done = [](const Completion& c) { status = c.status; };
+    auto run = [&](Opcode op, std::span<const DmaSegment> sgl) {
+        status = IoStatus::kCancelled;
+        EXPECT_TRUE((*qp)->submit({op, 0, sgl, done, nullptr}));
+        for (int i = 0; i < 10'000'000 && (*qp)->outstanding() > 0; ++i) (*qp)->poll();
+        return status;
+    };
+    const DmaSegment whole = pattern->segment(0, kBlock);
+    ASSERT_EQ(run(Opcode::kWrite, {&whole, 1}), IoStatus::kSuccess);
+    unsigned lost[2] = {0, 0};  // at offset 0xfff, at 0xffe
+    for (size_t page = 0; page < kPages; ++page) {
+        for (int control = 0; control < 2; ++control) {
+            const size_t at = page * 4096 + (control ? 0xffe : 0xfff);
+            std::memset(buf->data(), 0xA5, buf->size());
+            // The first byte of the block goes alone to `at`; the rest to the last page.
+            const DmaSegment sgl[] = {buf->segment(at, 1), buf->segment(kPages * 4096, kBlock - 1)};
+            ASSERT_EQ(run(Opcode::kRead, sgl), IoStatus::kSuccess);
+            if (buf->data()[at] != pattern->data()[0]) ++lost[control];
+            ASSERT_EQ(std::memcmp(buf->data() + kPages * 4096, pattern->data() + 1, kBlock - 1), 0);
+        }
+    }
+    std::printf("one-byte segments lost: %u of %zu at a page's last byte, %u of %zu one byte before it\n", lost[0],
+                kPages, lost[1], kPages);
+    EXPECT_EQ(lost[0], 0u) << "at a page's last byte";
+    EXPECT_EQ(lost[1], 0u) << "one byte before a page's last";
+}
+
 TEST(KernelVfio, PinningBeyondTheMemlockLimitIsRefusedWithTheRemedy) {
     if (!std::getenv("VFIOQ_TEST_MEMLOCK")) GTEST_SKIP() << "run by the guest script as a user with a small limit";
     auto d = Device::open(device_address());
