@@ -96,9 +96,9 @@ for b in $backends; do
     fi
 
     # The NVMe profile on the same engine and API: data integrity with up to 2047 commands in flight.
-    # QEMU 7.2's virtio-iommu loses single-byte DMA segments now and then (the same runs pass
-    # byte for byte behind intel-iommu, and with segments of 2 bytes or more behind virtio-iommu),
-    # so its variants keep segments to whole 16-bit units.
+    # QEMU's virtio-iommu (7.2 and 11.1) may translate an access that starts at the last byte of
+    # a mapping through the next mapping (docs/kernel-vfio.md has the evidence), so its variants
+    # keep segments to whole 16-bit units: none then starts at an odd address.
     # Without an IOMMU a segment splits where its pages are not physically contiguous (at a
     # hugepage's end), so commands keep to half the controller's 256 descriptors.
     # Whose bug that is, shown each run: a one-byte data block at the last byte of a page, and
