@@ -124,7 +124,7 @@ BENCHMARK(BM_SglBuildPhysical)->Arg(1)->Arg(16);
 
 class NullMapper : public dma::RegistrationCache::Mapper {
 public:
-    Result<uint64_t> map(uintptr_t, uint64_t size) override {
+    Result<uint64_t> map(uintptr_t, uint64_t size, bool) override {
         const uint64_t iova = next_;
         next_ += size + 0x1000;
         return iova;
@@ -142,16 +142,17 @@ void BM_RegistrationCacheHit(benchmark::State& state) {
     std::vector<char> memory(1 << 20);
     // Many mappings, so that the lookup searches.
     for (int i = 0; i < 1000; ++i) {
-        auto e = cache.acquire(reinterpret_cast<const void*>(0x10000000 + uint64_t(i) * 0x10000), 4096);
-        cache.release(*e);
+        const auto* p = reinterpret_cast<const void*>(0x10000000 + uint64_t(i) * 0x10000);
+        auto e = cache.acquire(p, 4096);
+        cache.release(*e, p, 4096);
     }
     auto held = cache.acquire(memory.data(), memory.size());
     for (auto _ : state) {
         auto e = cache.acquire(memory.data() + 8192, 4096);
-        cache.release(*e);
+        cache.release(*e, memory.data() + 8192, 4096);
         benchmark::DoNotOptimize(e);
     }
-    cache.release(*held);
+    cache.release(*held, memory.data(), memory.size());
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_RegistrationCacheHit);

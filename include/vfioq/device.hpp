@@ -67,6 +67,9 @@ public:
     Result<uint64_t> config_read(uint64_t offset, unsigned width);
     Result<void> config_write(uint64_t offset, unsigned width, uint64_t value);
 
+    // The size of a BAR as the transport reports it; 0 for one the device does not implement.
+    [[nodiscard]] uint64_t bar_size(uint32_t bar) const { return bar < bars_.size() ? bars_[bar].size : 0; }
+
     // Where part of a BAR is mapped into this process, its address; null otherwise.
     [[nodiscard]] volatile void* mapped(uint32_t bar, uint64_t offset, size_t size) const;
 

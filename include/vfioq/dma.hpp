@@ -30,6 +30,10 @@ namespace dma {
 class BusAddressMap;
 }
 
+// What a command has the device do to host memory: read it (a WRITE to the
+// card) or write it (a READ from the card).
+enum class DeviceAccess : uint8_t { kReads, kWrites };
+
 // A piece of memory as the device sees it.
 struct DmaSegment {
     uint64_t iova = 0;
@@ -130,14 +134,22 @@ public:
     // A buffer of `size` bytes mapped for the device (readable and writable by it).
     Result<DmaBuffer> allocate(size_t size);
     // Registers [p, p + len) (any pointer and length; whole pages are mapped).
+    // Memory the process cannot read, or that is not mapped, is refused
+    // (EACCES, EFAULT); memory it can only read is mapped for the device to
+    // read only, and translate() refuses it to a command that would write it.
     Result<Registration> register_memory(const void* p, size_t len);
-    // Unmaps a cached registration nobody holds now (EBUSY while held).
+    // Unmaps a cached registration nobody holds now (EBUSY while a registration
+    // holds any byte of it). Where the mapping was merged with memory another
+    // registration still holds, it goes when that one is dropped.
     Result<void> unregister(const void* p, size_t len);
     // Unmaps every cached registration nobody holds.
     void flush();
-    // The IOVA of [p, p + len) if it lies in a DmaBuffer or held registered memory;
-    // EFAULT otherwise (memory is never registered implicitly).
-    Result<uint64_t> translate(const void* p, size_t len) const;
+    // The IOVA of [p, p + len) if every byte lies in one DmaBuffer's `size()`
+    // bytes or in memory held registered (byte for byte what the registrations
+    // named, not the pages mapped around it); EFAULT otherwise (memory is never
+    // registered implicitly), EACCES if the device would write memory the
+    // process can only read.
+    Result<uint64_t> translate(const void* p, size_t len, DeviceAccess access = DeviceAccess::kReads) const;
 
     // The address to give the device for [iova, iova + len) of a buffer or
     // registration: the IOVA itself behind an IOMMU. In no-IOMMU mode IOVAs

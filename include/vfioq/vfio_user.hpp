@@ -13,6 +13,8 @@
 namespace vfioq {
 
 struct VfioUserOptions {
+    // How long to keep trying to connect to a server that accepts no more connections now.
+    std::chrono::milliseconds connect_timeout{10000};
     // How long to wait for the server's reply to one request.
     std::chrono::milliseconds reply_timeout{10000};
     // DEVICE_RESET may take longer than other requests.

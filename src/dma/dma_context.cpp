@@ -14,6 +14,7 @@
 
 #include "bus_address_map.hpp"
 #include "dma_memory.hpp"
+#include "host_protection.hpp"
 #include "iova_allocator.hpp"
 #include "physical_pages.hpp"
 #include "registration_cache.hpp"
@@ -94,7 +95,7 @@ public:
             return r.error().with_context(fmt::format("{}: DMA buffer of {} bytes", name_, size));
         }
         pinned_ += pinned_cost(mem->mapped_size);
-        buffers_.emplace(reinterpret_cast<uintptr_t>(mem->data), BufferSpan{mem->mapped_size, *iova});
+        buffers_.emplace(reinterpret_cast<uintptr_t>(mem->data), BufferSpan{mem->size, *iova});
         buffer_bytes_ += mem->mapped_size;
         DmaBuffer b;
         b.owner_ = self;
@@ -132,9 +133,9 @@ public:
         return r;
     }
 
-    void release_registration(void* entry) {
+    void release_registration(void* entry, const void* p, size_t len) {
         std::lock_guard lock(mutex_);
-        if (transport_) cache_.release(static_cast<dma::RegistrationCache::Entry*>(entry));
+        if (transport_) cache_.release(static_cast<dma::RegistrationCache::Entry*>(entry), p, len);
     }
 
     Result<void> unregister(const void* p, size_t len) {
@@ -149,7 +150,7 @@ public:
         if (transport_) cache_.flush();
     }
 
-    Result<uint64_t> translate(const void* p, size_t len) const {
+    Result<uint64_t> translate(const void* p, size_t len, DeviceAccess access) const {
         const auto a = reinterpret_cast<uintptr_t>(p);
         std::lock_guard lock(mutex_);
         auto it = buffers_.upper_bound(a);
@@ -158,7 +159,18 @@ public:
             if (a - it->first < it->second.size && len <= it->second.size - (a - it->first))
                 return it->second.iova + (a - it->first);
         }
-        if (const auto* e = cache_.find_held(p, len)) return e->iova_of(p);
+        if (const auto* e = cache_.find_held(p, len)) {
+            if (access == DeviceAccess::kWrites && !e->writable)
+                return make_error(EACCES, fmt::format("{}: {} bytes at {} are registered read-only (the process "
+                                                      "cannot write them), so the device may not write them",
+                                                      name_, len, p));
+            return e->iova_of(p);
+        }
+        const uintptr_t unheld = cache_.first_unheld(p, len);
+        if (len != 0 && unheld != a)
+            return make_error(EFAULT, fmt::format("{}: {} bytes at {}: byte {:#x} on is neither in a DMA buffer nor "
+                                                  "in memory held registered (register it first)",
+                                                  name_, len, p, unheld));
         return make_error(EFAULT, fmt::format("{}: {} bytes at {} are neither in a DMA buffer nor in registered "
                                               "memory (register it first)",
                                               name_, len, p));
@@ -178,12 +190,14 @@ public:
     }
 
     // Mapper: the registration cache maps application memory by address.
-    Result<uint64_t> map(uintptr_t vaddr, uint64_t size) override {
+    Result<dma::HostProtection> protection(uintptr_t a, uintptr_t b) override { return dma::host_protection(a, b); }
+
+    Result<uint64_t> map(uintptr_t vaddr, uint64_t size, bool writable) override {
         if (auto r = check_memlock(size); !r) return r.error();
         const uint64_t align = size >= dma::kHugePageSize ? dma::kHugePageSize : 4096;
         auto iova = iova_.allocate(size, align);
         if (!iova) return iova.error();
-        DmaMapping m{*iova, size, reinterpret_cast<void*>(vaddr), -1, 0, true, true};
+        DmaMapping m{*iova, size, reinterpret_cast<void*>(vaddr), -1, 0, true, writable};
         if (auto r = map_for_device(m); !r) {
             iova_.free(*iova, size);
             return r.error();
@@ -334,7 +348,7 @@ Registration& Registration::operator=(Registration&& o) noexcept {
 Registration::~Registration() { release(); }
 
 void Registration::release() {
-    if (entry_ && owner_) owner_->release_registration(entry_);
+    if (entry_ && owner_) owner_->release_registration(entry_, addr_, size_);
     entry_ = nullptr;
     owner_.reset();
 }
@@ -352,7 +366,9 @@ Result<Registration> DmaContext::register_memory(const void* p, size_t len) {
 }
 Result<void> DmaContext::unregister(const void* p, size_t len) { return state_->unregister(p, len); }
 void DmaContext::flush() { state_->flush(); }
-Result<uint64_t> DmaContext::translate(const void* p, size_t len) const { return state_->translate(p, len); }
+Result<uint64_t> DmaContext::translate(const void* p, size_t len, DeviceAccess access) const {
+    return state_->translate(p, len, access);
+}
 Result<uint64_t> DmaContext::device_address(uint64_t iova, uint64_t len) const {
     return state_->device_address(iova, len);
 }

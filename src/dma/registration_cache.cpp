@@ -25,9 +25,17 @@ RegistrationCache::Entry* RegistrationCache::find_live(uintptr_t start, uintptr_
 
 const RegistrationCache::Entry* RegistrationCache::find_held(const void* p, size_t len) const {
     const auto a = reinterpret_cast<uintptr_t>(p);
-    if (len == 0 || a + len < a) return nullptr;
-    const Entry* e = find_live(a, a + len);
-    return e && e->refs > 0 ? e : nullptr;
+    if (len == 0 || a + len < a || !held_.covers(a, a + len)) return nullptr;
+    // A mapping somebody holds, so that it stays mapped while the memory does.
+    if (const Entry* e = find_live(a, a + len); e && e->refs > 0) return e;
+    for (const auto& e : superseded_)
+        if (e->start <= a && a + len <= e->end) return e.get();
+    return nullptr;  // held, but by registrations mapped apart
+}
+
+uintptr_t RegistrationCache::first_unheld(const void* p, size_t len) const {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    return held_.first_unheld(a, a + len < a ? ~uintptr_t{0} : a + len);
 }
 
 void RegistrationCache::drop(Entry* e) {
@@ -63,20 +71,42 @@ Result<RegistrationCache::Entry*> RegistrationCache::acquire(const void* p, size
     const uintptr_t b = (addr + len + page_ - 1) / page_ * page_;
     if (Entry* hit = find_live(a, b)) {
         if (hit->refs++ == 0) lru_.erase(hit->lru);
+        hit->unmap_when_released = false;  // registered again: worth caching again
         stats_.hits++;
+        held_.add(addr, addr + len);
         return hit;
     }
     stats_.misses++;
-    // Everything live that overlaps or touches [a, b) is merged into one mapping.
-    std::vector<Entry*> merged;
+    auto protection = mapper_.protection(a, b);
+    if (!protection) return protection.error().with_context(fmt::format("registering {} bytes at {}", len, p));
+    const bool writable = protection->writable;
+    // Everything live that overlaps or touches [a, b) is merged into one mapping, if the device may do the
+    // same to it; a cached mapping whose memory changed protection since is dropped.
+    std::vector<Entry*> merged, stale;
     uintptr_t start = a, end = b;
     auto it = live_.upper_bound(a);
     if (it != live_.begin() && std::prev(it)->second->end >= a) --it;
     for (; it != live_.end() && it->second->start <= b; ++it) {
         Entry* e = it->second.get();
+        const bool overlaps = e->start < b && a < e->end;
+        if (e->writable != writable) {
+            if (!overlaps) continue;  // a neighbour of another kind keeps a mapping of its own
+            if (e->refs > 0)
+                return make_error(EBUSY, fmt::format("registering {} bytes at {}: registered memory at {:#x} was "
+                                                     "mapped {} and is now {} (its protection changed while "
+                                                     "registered)",
+                                                     len, p, e->start, e->writable ? "writable" : "read-only",
+                                                     writable ? "writable" : "read-only"));
+            stale.push_back(e);
+            continue;
+        }
         merged.push_back(e);
         start = std::min(start, e->start);
         end = std::max(end, e->end);
+    }
+    for (Entry* e : stale) {
+        lru_.erase(e->lru);
+        drop(e);
     }
     uint64_t freed_mappings = 0, freed_bytes = 0;
     for (Entry* e : merged)
@@ -89,7 +119,7 @@ Result<RegistrationCache::Entry*> RegistrationCache::acquire(const void* p, size
                                               "bytes) is used up by registrations still held ({} mappings, {} bytes)",
                                               len, p, budget_.max_mappings, budget_.max_bytes, stats_.mappings,
                                               stats_.bytes));
-    auto iova = mapper_.map(start, end - start);
+    auto iova = mapper_.map(start, end - start, writable);
     if (!iova) return iova.error().with_context(fmt::format("registering {} bytes at {}", len, p));
     for (Entry* e : merged) {
         if (e->refs == 0) {
@@ -107,32 +137,46 @@ Result<RegistrationCache::Entry*> RegistrationCache::acquire(const void* p, size
     entry->end = end;
     entry->iova = *iova;
     entry->refs = 1;
+    entry->writable = writable;
     Entry* raw = entry.get();
     live_.emplace(start, std::move(entry));
     stats_.mappings++;
     stats_.bytes += end - start;
+    held_.add(addr, addr + len);
     return raw;
 }
 
-void RegistrationCache::release(Entry* e) {
+void RegistrationCache::release(Entry* e, const void* p, size_t len) {
     if (e == nullptr || e->refs == 0) return;
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    held_.remove(a, a + len);
     if (--e->refs > 0) return;
-    if (e->live) {
+    if (e->live && !e->unmap_when_released) {
         e->lru = lru_.insert(lru_.end(), e);
+        return;
+    }
+    if (e->live) {
+        drop(e);
         return;
     }
     mapper_.unmap(e->iova, e->size());
     stats_.mappings--;
     stats_.bytes -= e->size();
-    std::erase_if(superseded_, [e](const auto& p) { return p.get() == e; });
+    std::erase_if(superseded_, [e](const auto& owned) { return owned.get() == e; });
 }
 
 Result<void> RegistrationCache::unregister(const void* p, size_t len) {
     const auto a = reinterpret_cast<uintptr_t>(p);
-    Entry* e = len == 0 ? nullptr : find_live(a, a + len);
+    if (len == 0 || a + len < a) return make_error(ENOENT, fmt::format("{} bytes at {} are not registered", len, p));
+    if (const uint64_t holds = held_.most_holds(a, a + len); holds > 0)
+        return make_error(EBUSY, fmt::format("{} bytes at {} are still held by {} registration(s)", len, p, holds));
+    Entry* e = find_live(a, a + len);
     if (!e) return make_error(ENOENT, fmt::format("{} bytes at {} are not registered", len, p));
-    if (e->refs > 0)
-        return make_error(EBUSY, fmt::format("{} bytes at {} are still held by {} registration(s)", len, p, e->refs));
+    if (e->refs > 0) {
+        // Merged with memory still held: the IOMMU cannot unmap part of a mapping, so it goes with the last hold.
+        e->unmap_when_released = true;
+        return {};
+    }
     lru_.erase(e->lru);
     drop(e);
     return {};

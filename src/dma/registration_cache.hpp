@@ -9,6 +9,11 @@
 //   mapping, and allows only about 65535 of them).
 // - A mapping nobody holds stays cached, least recently used first in line
 //   to be unmapped when the budget (mappings or bytes) would be exceeded.
+// - Holds are counted byte by byte apart from the mappings: memory is reachable
+//   (find_held) only while a registration names each byte of it, whatever
+//   mapping happens to cover it.
+// - Memory the process can only read is mapped for the device to read only,
+//   and never merged with writable neighbours.
 // Not thread-safe: the owner serialises.
 #pragma once
 
@@ -18,6 +23,8 @@
 #include <memory>
 #include <vector>
 
+#include "held_ranges.hpp"
+#include "host_protection.hpp"
 #include "vfioq/result.hpp"
 
 namespace vfioq::dma {
@@ -28,8 +35,11 @@ public:
     class Mapper {
     public:
         virtual ~Mapper() = default;
-        virtual Result<uint64_t> map(uintptr_t vaddr, uint64_t size) = 0;  // returns the IOVA
+        // Maps [vaddr, vaddr + size) for the device to read, and to write if `writable`; returns the IOVA.
+        virtual Result<uint64_t> map(uintptr_t vaddr, uint64_t size, bool writable) = 0;
         virtual void unmap(uint64_t iova, uint64_t size) = 0;
+        // What the process may do with the pages [a, b): asked before they are mapped.
+        virtual Result<HostProtection> protection(uintptr_t /*a*/, uintptr_t /*b*/) { return HostProtection{true}; }
     };
 
     struct Budget {
@@ -41,7 +51,9 @@ public:
         uintptr_t start = 0, end = 0;  // page-rounded [start, end)
         uint64_t iova = 0;
         uint64_t refs = 0;
-        bool live = true;  // in the index; false once merged into a larger mapping
+        bool writable = true;              // the device may write it (the process can)
+        bool live = true;                  // in the index; false once merged into a larger mapping
+        bool unmap_when_released = false;  // unregistered while a neighbour's hold kept the mapping
         std::list<Entry*>::iterator lru;
 
         [[nodiscard]] uint64_t size() const { return end - start; }
@@ -58,16 +70,22 @@ public:
     RegistrationCache(const RegistrationCache&) = delete;
     RegistrationCache& operator=(const RegistrationCache&) = delete;
 
-    // Takes a reference on a mapping that covers [p, p + len).
+    // Holds [p, p + len) and takes a reference on a mapping that covers it.
     Result<Entry*> acquire(const void* p, size_t len);
-    void release(Entry* entry);
-    // Unmaps the cached mapping covering [p, p + len) now; EBUSY while a registration holds it.
+    // Lets go of what acquire(p, len) returned.
+    void release(Entry* entry, const void* p, size_t len);
+    // Unmaps the cached mapping covering [p, p + len) now; EBUSY while a
+    // registration holds any byte of [p, p + len). A mapping that other
+    // registrations still hold (it was merged with theirs) is unmapped as soon
+    // as they let go, instead of staying cached.
     Result<void> unregister(const void* p, size_t len);
     // Unmaps every mapping nobody holds.
     void flush();
 
-    // The live mapping covering [p, p + len) that somebody holds, or null.
+    // A held mapping covering [p, p + len), or null unless registrations hold every byte of it.
     [[nodiscard]] const Entry* find_held(const void* p, size_t len) const;
+    // The first byte of [p, p + len) no registration holds (p + len when all are held).
+    [[nodiscard]] uintptr_t first_unheld(const void* p, size_t len) const;
     [[nodiscard]] const Stats& stats() const { return stats_; }
 
 private:
@@ -82,6 +100,7 @@ private:
     std::map<uintptr_t, std::unique_ptr<Entry>> live_;  // by start; disjoint
     std::vector<std::unique_ptr<Entry>> superseded_;     // merged away, still held
     std::list<Entry*> lru_;                             // live entries with refs == 0, oldest first
+    HeldRanges held_;                                   // the bytes registrations name
     Stats stats_;
 };
 

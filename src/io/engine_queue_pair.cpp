@@ -112,15 +112,27 @@ Result<uint16_t> EngineQueuePair::submit(const IoRequest& request) {
 
 Result<uint16_t> EngineQueuePair::submit_host(Opcode op, uint64_t devaddr, std::span<const HostSegment> segments,
                                            CompletionCallback callback, void* context) {
-    if (segments.size() > scratch_.size())
-        return refused(EINVAL, fmt::format("{} segments given; a command carries at most {} (CAP.MAX_SGE)",
-                                           segments.size(), scratch_.size()));
+    // A READ has the card write host memory.
+    const auto access = op == Opcode::kRead ? DeviceAccess::kWrites : DeviceAccess::kReads;
+    // Neighbours that are neighbours to the device too are merged before CAP.MAX_SGE is applied, as submit() does.
+    size_t merged = 0;
+    DmaSegment last{};
     for (size_t i = 0; i < segments.size(); ++i) {
-        auto iova = dma_.translate(segments[i].addr, segments[i].len);
+        auto iova = dma_.translate(segments[i].addr, segments[i].len, access);
         if (!iova) return refused(iova.error().code, fmt::format("segment {}: {}", i, iova.error().message));
-        scratch_[i] = DmaSegment{*iova, segments[i].len};
+        if (merged != 0 && last.iova + last.len == *iova && last.len + segments[i].len <= UINT32_MAX) {
+            last.len += segments[i].len;
+        } else {
+            last = DmaSegment{*iova, segments[i].len};
+            ++merged;
+        }
+        if (merged <= scratch_.size()) scratch_[merged - 1] = last;
     }
-    return submit(IoRequest{op, devaddr, std::span(scratch_).first(segments.size()), callback, context});
+    if (merged > scratch_.size())
+        return refused(EINVAL, fmt::format("{} segments given, {} once neighbours are merged; a command carries at "
+                                           "most {} (CAP.MAX_SGE)",
+                                           segments.size(), merged, scratch_.size()));
+    return submit(IoRequest{op, devaddr, std::span(scratch_).first(merged), callback, context});
 }
 
 Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, CompletionCallback callback,

@@ -438,16 +438,9 @@ void SgqDevice::client_disconnected() {
     dma_.clear();
     dma_.set_client_access(nullptr);
     msix_.release_all();
-    // A running controller could still move data for a client that is gone: reset it,
-    // so the next user finds a quiet card. An idle one keeps its registers, as the
-    // vfio-user protocol asks, so that a bring-up engineer can poke a register from
-    // one command and read it back from the next.
-    bool running;
-    {
-        std::lock_guard lock(mutex_);
-        running = (ctrl_ & sgq::kCtrlEn) != 0;
-    }
-    if (running) function_reset();
+    // As silicon under vfio-pci is reset when the last file descriptor closes (device interface, section 6):
+    // the next user finds a fresh card, and nothing moves data for a client that is gone.
+    function_reset();
 }
 
 void SgqDevice::inject_command_status(uint16_t status, uint32_t count) {

@@ -14,6 +14,7 @@
 #include "nvme/nvme_controller.hpp"
 #include "sgq_codec.hpp"
 #include "vfioq/log.hpp"
+#include "vfioq/sgq_identity.hpp"
 
 namespace vfioq::sgq {
 
@@ -76,16 +77,8 @@ std::optional<Error> SgqController::confirm_gone(const char* reg, const std::str
 }
 
 Result<void> SgqController::bring_up(const ControllerOptions& options) {
-    auto id = reg32(kRegId, "ID");
-    if (!id) return id.error().with_context(name());
-    if (*id == 0xFFFFFFFFu)
-        return make_error(ENODEV, fmt::format("{}: the ID register reads all-ones: the card is gone or not "
-                                              "responding",
-                                              name()));
-    if (*id != kIdValue)
-        return make_error(ENODEV, fmt::format("{}: the ID register reads {:#010x}, not {:#010x} (\"SGQD\"): not an "
-                                              "SGQ card",
-                                              name(), *id, kIdValue));
+    if (auto why = why_not_sgq(device_))
+        return make_error(ENODEV, fmt::format("{}: not an SGQ card: {}", name(), *why));
     auto version = reg32(kRegVersion, "VERSION");
     if (!version) return version.error().with_context(name());
     if (*version >> 16 != 1)

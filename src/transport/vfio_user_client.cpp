@@ -7,14 +7,19 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "../common/device_access.hpp"
@@ -28,6 +33,22 @@ namespace {
 using namespace vfio_user;
 
 std::span<const std::byte> bytes_of(const void* p, size_t n) { return {static_cast<const std::byte*>(p), n}; }
+
+// Copies between the socket's buffers and memory the application gave for DMA through the kernel, which
+// answers EFAULT for memory that has since been unmapped or protected, where a plain copy would crash the
+// process. Without process_vm_readv (a seccomp filter may refuse it) the copy is a plain one.
+bool copy_checked(void* to, const void* from, size_t n, bool into_window) {
+    iovec local{into_window ? const_cast<void*>(from) : to, n};
+    iovec remote{into_window ? to : const_cast<void*>(from), n};
+    const ssize_t done = into_window ? ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0)
+                                     : ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
+    if (done == static_cast<ssize_t>(n)) return true;
+    if (done < 0 && (errno == ENOSYS || errno == EPERM)) {
+        std::memcpy(to, from, n);
+        return true;
+    }
+    return false;
+}
 
 class VfioUserClient final : public Transport {
 public:
@@ -53,7 +74,9 @@ public:
 
 private:
     struct Pending {
+        Command command;
         std::optional<Message> reply;
+        std::optional<Error> failure;  // the server broke the protocol answering it
     };
     struct CachedRegion {
         RegionInfo info;
@@ -99,6 +122,7 @@ private:
     std::mutex mutex_;  // pending_, dead_, next_id_
     std::condition_variable cv_;
     std::map<uint16_t, Pending*> pending_;
+    std::set<uint16_t> abandoned_;  // requests that timed out: a late reply to one is no protocol error
     std::optional<Error> dead_;
     uint16_t next_id_ = 1;
     std::thread receiver_;
@@ -187,7 +211,7 @@ Result<void> VfioUserClient::negotiate() {
 Result<Message> VfioUserClient::request(Command command, std::span<const std::byte> payload,
                                         std::span<const int> fds, std::optional<std::chrono::milliseconds> timeout) {
     const char* what = command_name(static_cast<uint16_t>(command));
-    Pending pending;
+    Pending pending{command, std::nullopt, std::nullopt};
     uint16_t id;
     {
         std::lock_guard lock(mutex_);
@@ -195,6 +219,7 @@ Result<Message> VfioUserClient::request(Command command, std::span<const std::by
         do {
             id = next_id_++;
         } while (pending_.count(id) != 0);
+        abandoned_.erase(id);
         pending_[id] = &pending;
     }
     Result<void> sent;
@@ -213,14 +238,25 @@ Result<Message> VfioUserClient::request(Command command, std::span<const std::by
         return error(sent.error().code, fmt::format("sending {} failed: {}", what, sent.error().message));
     }
     const auto wait = timeout.value_or(options_.reply_timeout);
-    cv_.wait_for(lock, wait, [&] { return pending.reply.has_value() || dead_.has_value(); });
+    cv_.wait_for(lock, wait,
+                 [&] { return pending.reply.has_value() || pending.failure.has_value() || dead_.has_value(); });
     pending_.erase(id);
+    if (pending.failure) return error(pending.failure->code, pending.failure->message);
     if (!pending.reply) {
         if (dead_) return error(dead_->code, fmt::format("no reply to {} (id {}): {}", what, id, dead_->message));
+        // Bounded: ids are 16 bits, and a reused id leaves the set.
+        abandoned_.insert(id);
         return error(ETIMEDOUT, fmt::format("no reply to {} (id {}) within {} ms", what, id, wait.count()));
     }
     Message reply = std::move(*pending.reply);
     lock.unlock();
+    // Only a region's description may come with a file descriptor (the one to map it by).
+    if (!reply.fds.empty() && command != Command::kDeviceGetRegionInfo) {
+        log::get(log::kVfioUser)->warn("{}: the reply to {} (id {}) carried {} file descriptor(s) it should not; "
+                                       "closed them",
+                                       name_, what, id, reply.fds.size());
+        reply.fds.clear();
+    }
     if (reply.header.command != static_cast<uint16_t>(command))
         return error(EPROTO, fmt::format("the reply to {} (id {}) names command {}", what, id,
                                          command_name(reply.header.command)));
@@ -246,14 +282,34 @@ void VfioUserClient::receive_loop() {
             continue;
         }
         std::lock_guard lock(mutex_);
-        auto it = pending_.find(msg->header.msg_id);
-        if (it == pending_.end()) {
-            logger->warn("{}: dropped a reply with id {} ({}) that answers no request in flight", name_,
-                         msg->header.msg_id, command_name(msg->header.command));
+        const uint16_t id = msg->header.msg_id;
+        auto it = pending_.find(id);
+        if (it != pending_.end()) {
+            it->second->reply = std::move(*msg);
+            cv_.notify_all();
             continue;
         }
-        it->second->reply = std::move(*msg);
-        cv_.notify_all();
+        if (abandoned_.erase(id) != 0) {
+            logger->warn("{}: dropped a late reply with id {} ({}): its request had timed out", name_, id,
+                         command_name(msg->header.command));
+            continue;
+        }
+        // An id we never gave out: the reply belongs to whichever request of its command waits, and that
+        // request would wait out its whole timeout. It fails now, named.
+        bool claimed = false;
+        for (auto& [waiting_id, pending] : pending_) {
+            if (static_cast<uint16_t>(pending->command) != msg->header.command) continue;
+            pending->failure = make_error(EPROTO, fmt::format("the server answered {} (id {}) with message id {}, "
+                                                              "which no request of ours has",
+                                                              command_name(msg->header.command), waiting_id, id));
+            claimed = true;
+        }
+        if (claimed) {
+            cv_.notify_all();
+        } else {
+            logger->warn("{}: dropped a reply with id {} ({}) that answers no request in flight", name_, id,
+                         command_name(msg->header.command));
+        }
     }
 }
 
@@ -307,20 +363,27 @@ void VfioUserClient::serve_dma(Message& msg) {
             w = &it->second;
     }
     if (w == nullptr || req->count == 0)
-        return refuse(EFAULT, fmt::format("[{:#x}, +{:#x}) is not inside one window mapped without an fd",
-                                          req->address, req->count));
+        return refuse(EFAULT, fmt::format("[{:#x}, +{:#x}) is not inside one DMA window", req->address,
+                                          req->count));
     if (to_host ? !w->writable : !w->readable)
         return refuse(EFAULT, fmt::format("IOVA {:#x} is not {} by the device", req->address,
                                           to_host ? "writable" : "readable"));
     std::byte* p = w->vaddr + (req->address - it->first);
+    bool copied;
     {
         [[maybe_unused]] const DeviceAccessScope device_access;
         if (to_host) {
-            std::memcpy(p, msg.payload.data() + sizeof(DmaAccessPayload), req->count);
+            copied = copy_checked(p, msg.payload.data() + sizeof(DmaAccessPayload), req->count, true);
         } else {
-            reply.insert(reply.end(), p, p + req->count);
+            reply.resize(sizeof(DmaAccessPayload) + req->count);
+            copied = copy_checked(reply.data() + sizeof(DmaAccessPayload), p, req->count, false);
         }
     }
+    if (!copied)
+        return refuse(EFAULT, fmt::format("the memory behind IOVA {:#x} ({} bytes at {}) cannot be {} by the "
+                                          "process: unmapped or protected after it was mapped for DMA",
+                                          req->address, req->count, static_cast<void*>(p),
+                                          to_host ? "written" : "read"));
     if (!msg.wants_reply()) return;
     std::lock_guard lock(send_mutex_);
     if (auto r = socket_.send(Header{h.msg_id, h.command, 0, kFlagTypeReply, 0}, reply); !r)
@@ -364,6 +427,12 @@ Result<VfioUserClient::CachedRegion*> VfioUserClient::cached_region(uint32_t ind
     region.info.writable = info.flags & VFIO_REGION_INFO_FLAG_WRITE;
     region.mmap_offset = info.offset;
     const bool mmap_flag = info.flags & VFIO_REGION_INFO_FLAG_MMAP;
+    if (reply.fds.size() > (mmap_flag ? 1u : 0u)) {
+        log::get(log::kVfioUser)->warn("{}: the description of {} carried {} file descriptor(s) where it may carry "
+                                       "{}; closed the extra ones",
+                                       name_, region_name(index), reply.fds.size(), mmap_flag ? 1 : 0);
+        reply.fds.resize(mmap_flag ? 1 : 0);
+    }
     if (mmap_flag && !reply.fds.empty()) {
         region.fd = std::make_shared<UniqueFd>(std::move(reply.fds[0]));
         region.info.mappable = true;
@@ -553,8 +622,10 @@ Result<void> VfioUserClient::dma_map(const DmaMapping& m) {
         return error(EINVAL, fmt::format("DMA window at IOVA {:#x} has neither an fd nor an address", m.iova));
     const uint32_t flags = (m.readable ? kDmaFlagReadable : 0) | (m.writable ? kDmaFlagWritable : 0);
     DmaMapPayload req{sizeof(DmaMapPayload), flags, m.fd >= 0 ? m.fd_offset : 0, m.iova, m.size};
-    if (m.fd < 0) {
-        // Registered before the request: the server may touch it as soon as it has the map.
+    // Served by messages too when the memory is ours to reach, fd-backed or not: the protocol has a client
+    // serve DMA_READ and DMA_WRITE for every window, and servers may use them rather than map the fd.
+    // Registered before the request: the server may touch it as soon as it has the map.
+    if (m.vaddr != nullptr) {
         std::lock_guard lock(windows_mutex_);
         served_windows_[m.iova] = ServedWindow{m.size, static_cast<std::byte*>(m.vaddr), m.readable, m.writable};
     }
@@ -563,7 +634,7 @@ Result<void> VfioUserClient::dma_map(const DmaMapping& m) {
                          fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>{});
     std::lock_guard lock(windows_mutex_);
     if (!reply) {
-        if (m.fd < 0) served_windows_.erase(m.iova);
+        served_windows_.erase(m.iova);
         return reply.error().with_context(fmt::format("mapping DMA window at IOVA {:#x} ({:#x} bytes)", m.iova,
                                                       m.size));
     }
@@ -611,18 +682,39 @@ Result<std::unique_ptr<Transport>> connect_vfio_user(const std::string& socket_p
     if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path))
         return make_error(ENAMETOOLONG, name + ": socket path must be 1 to " +
                                             std::to_string(sizeof(addr.sun_path) - 1) + " characters");
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) return make_error(errno, name + ": socket() failed: " + std::strerror(errno));
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    // Non-blocking, so that a server whose backlog is full (one that serves one client at a time while
+    // another is connected) cannot hold us in connect() for ever: a UNIX socket answers EAGAIN then.
+    const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
+    while (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
         const int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN) {
+            if (std::chrono::steady_clock::now() >= deadline)
+                return make_error(ETIMEDOUT, fmt::format("{}: cannot connect within {} ms: the server accepts no "
+                                                         "more connections (its backlog is full; another client "
+                                                         "may be connected to a server that serves one at a time)",
+                                                         name, options.connect_timeout.count()));
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            continue;
+        }
+        struct stat st {};
+        const bool exists = ::stat(socket_path.c_str(), &st) == 0;
+        if (exists && !S_ISSOCK(st.st_mode))
+            return make_error(ENOTSOCK, fmt::format("{}: cannot connect: {} is a {}, not a socket", name, socket_path,
+                                                    S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ? "regular file" : "file of another kind"));
         std::string hint = err == ENOENT         ? " (no server socket there: is vfioq-devsim running?)"
                            : err == ECONNREFUSED ? " (nothing is listening: the server may have exited)"
                            : err == EACCES       ? " (no permission on the socket)"
                                                  : "";
         return make_error(err, name + ": cannot connect: " + std::strerror(err) + hint);
     }
+    // Requests wait with poll() and timeouts of their own; the socket is blocking from here on.
+    if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0)
+        return make_error(errno, name + ": fcntl() failed: " + std::strerror(errno));
     return open_vfio_user(std::move(fd), name, options);
 }
 

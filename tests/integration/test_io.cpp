@@ -493,6 +493,77 @@ TEST(Io, RegisteredApplicationMemoryMovesData) {
     ::munmap(base, 2 * kApart);
 }
 
+TEST(Io, MemoryGivenUpOrReadOnlyIsNeverWrittenByTheCard) {
+    Card card;
+    auto qp = card.queue_pair({.depth = 8});
+    void* base = ::mmap(nullptr, 6 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(base, MAP_FAILED);
+    auto* p = static_cast<std::byte*>(base);
+    Tally t;
+    {
+        // x and y side by side: one mapping. Once x is dropped the card may not write it.
+        auto x = card.device->dma().register_memory(p, 2 * 4096);
+        auto y = card.device->dma().register_memory(p + 2 * 4096, 2 * 4096);
+        ASSERT_TRUE(x && y);
+        *x = Registration{};
+        const HostSegment into_x{p, 4096};
+        auto r = qp->submit_host(Opcode::kRead, 0, {&into_x, 1}, Tally::callback, key(1));
+        ASSERT_FALSE(r) << "the card would write memory the application gave up";
+        EXPECT_EQ(r.error().code, EFAULT);
+        // Within a page: only the bytes registered.
+        auto small = card.device->dma().register_memory(p, 100);
+        ASSERT_TRUE(small);
+        const HostSegment beside{p + 200, 100};
+        auto b = qp->submit_host(Opcode::kRead, 0, {&beside, 1}, Tally::callback, key(2));
+        ASSERT_FALSE(b);
+        EXPECT_EQ(b.error().code, EFAULT);
+        const HostSegment into_y{p + 2 * 4096, 4096};
+        ASSERT_TRUE(qp->submit_host(Opcode::kRead, 0, {&into_y, 1}, Tally::callback, key(3)));
+        drain(*qp);
+        EXPECT_EQ(t.status[3], IoStatus::kSuccess);
+    }
+    {
+        // Read-only memory: the card may read it (a WRITE), never write it (a READ), and the process lives.
+        ASSERT_EQ(::mprotect(p + 4 * 4096, 2 * 4096, PROT_READ), 0);
+        auto ro = card.device->dma().register_memory(p + 4 * 4096, 2 * 4096);
+        ASSERT_TRUE(ro) << ro.error().message;
+        const HostSegment seg{p + 4 * 4096, 4096};
+        ASSERT_TRUE(qp->submit_host(Opcode::kWrite, 0, {&seg, 1}, Tally::callback, key(4)));
+        drain(*qp);
+        EXPECT_EQ(t.status[4], IoStatus::kSuccess);
+        auto r = qp->submit_host(Opcode::kRead, 0, {&seg, 1}, Tally::callback, key(5));
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error().code, EACCES);
+        EXPECT_NE(r.error().message.find("read-only"), std::string::npos) << r.error().message;
+    }
+    EXPECT_EQ(qp->outstanding(), 0u);
+    ::munmap(base, 6 * 4096);
+}
+
+TEST(Io, HostSegmentsAreMergedBeforeTheCardsSegmentLimitApplies) {
+    model::ModelConfig cfg;
+    cfg.max_sge = 2;
+    Card card(cfg);
+    auto qp = card.queue_pair({.depth = 4});
+    std::vector<std::byte> mem(8192);
+    auto reg = card.device->dma().register_memory(mem.data(), mem.size());
+    ASSERT_TRUE(reg);
+    // Four neighbours are one run of memory to the card; as submit() does, so does submit_host().
+    const HostSegment four[] = {{mem.data(), 100}, {mem.data() + 100, 100}, {mem.data() + 200, 100},
+                                {mem.data() + 300, 100}};
+    Tally t;
+    auto ok = qp->submit_host(Opcode::kWrite, 0, four, Tally::callback, key(1));
+    ASSERT_TRUE(ok) << ok.error().message;
+    drain(*qp);
+    EXPECT_EQ(t.status[1], IoStatus::kSuccess);
+    EXPECT_EQ(t.bytes[1], 400u);
+    // Three runs apart are three descriptors: more than the card takes.
+    const HostSegment apart[] = {{mem.data(), 100}, {mem.data() + 200, 100}, {mem.data() + 400, 100}};
+    auto refused = qp->submit_host(Opcode::kWrite, 0, apart, Tally::callback, key(2));
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("MAX_SGE"), std::string::npos) << refused.error().message;
+}
+
 TEST(Io, QueuePairsUpToTheCardsLimit) {
     model::ModelConfig cfg;
     cfg.nqp = 3;

@@ -5,9 +5,15 @@
 
 #include <cstring>
 #include <functional>
+#include <future>
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../support/model_fixture.hpp"
@@ -251,19 +257,76 @@ TEST(MalformedServer, ServerCommandsAreServedOrRefused) {
     EXPECT_EQ(answers[2].header.error_reply, static_cast<uint32_t>(EINVAL));
 }
 
-TEST(MalformedServer, StrayRepliesAreIgnoredAndTheRealOneCounts) {
-    FakeServer server([](MessageSocket& s) {
+TEST(MalformedServer, ALateReplyToARequestThatTimedOutIsDroppedAndTheNextCounts) {
+    std::promise<void> gave_up;
+    std::shared_future<void> given_up = gave_up.get_future().share();
+    FakeServer server([given_up](MessageSocket& s) {
         handshake(s);
-        auto m = next(s);
-        (void)s.send(Header{static_cast<uint16_t>(m.header.msg_id + 1000), m.header.command, 0, kFlagTypeReply, 0}, {});
-        reply(s, m, bytes(IrqInfoPayload{16, VFIO_IRQ_INFO_EVENTFD, 2, 8}));
+        auto first = next(s);
+        given_up.wait();  // answered only once the client has given up on it
+        reply(s, first, bytes(IrqInfoPayload{16, VFIO_IRQ_INFO_EVENTFD, 2, 1}));
+        auto second = next(s);
+        reply(s, second, bytes(IrqInfoPayload{16, VFIO_IRQ_INFO_EVENTFD, 2, 8}));
         wait_closed(s);
     });
     auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
     ASSERT_TRUE(t.has_value());
+    auto timed_out = (*t)->irq_info(2);
+    ASSERT_FALSE(timed_out);
+    EXPECT_EQ(timed_out.error().code, ETIMEDOUT);
+    gave_up.set_value();
+    std::this_thread::sleep_for(milliseconds(200));  // the late reply arrives first, most often
     auto irq = (*t)->irq_info(2);
     ASSERT_TRUE(irq.has_value()) << irq.error().message;
     EXPECT_EQ(irq->count, 8u);
+}
+
+TEST(MalformedServer, AReplyWithTheWrongMessageIdFailsItsRequestAtOnceNamingIt) {
+    FakeServer server([](MessageSocket& s) {
+        handshake(s);
+        auto m = next(s);
+        (void)s.send(Header{static_cast<uint16_t>(m.header.msg_id + 1000), m.header.command, 0, kFlagTypeReply, 0},
+                     bytes(IrqInfoPayload{16, VFIO_IRQ_INFO_EVENTFD, 2, 8}));
+        wait_closed(s);
+    });
+    VfioUserOptions slow;
+    slow.reply_timeout = std::chrono::seconds(60);
+    auto t = open_vfio_user(std::move(server.client_end), "fake", slow);
+    ASSERT_TRUE(t.has_value());
+    const auto start = std::chrono::steady_clock::now();
+    auto irq = (*t)->irq_info(2);
+    ASSERT_FALSE(irq);
+    EXPECT_EQ(irq.error().code, EPROTO);
+    EXPECT_NE(irq.error().message.find("message id"), std::string::npos) << irq.error().message;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30)) << "not the whole timeout";
+}
+
+size_t open_fds() {
+    size_t n = 0;
+    for (int fd = 0; fd < 4096; ++fd) n += ::fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+TEST(MalformedServer, FileDescriptorsAReplyShouldNotCarryAreClosed) {
+    std::promise<void> server_closed_its_copy;
+    FakeServer server([&server_closed_its_copy](MessageSocket& s) {
+        handshake(s);
+        auto m = next(s);
+        UniqueFd extra(::eventfd(0, EFD_CLOEXEC));
+        const int fd = extra.get();
+        (void)s.send(Header{m.header.msg_id, m.header.command, 0, kFlagTypeReply, 0},
+                     bytes(IrqInfoPayload{16, VFIO_IRQ_INFO_EVENTFD, 2, 8}), std::span<const int>(&fd, 1));
+        extra.reset();
+        server_closed_its_copy.set_value();
+        wait_closed(s);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    const size_t before = open_fds();
+    auto irq = (*t)->irq_info(2);
+    ASSERT_TRUE(irq.has_value()) << irq.error().message;
+    server_closed_its_copy.get_future().wait();
+    EXPECT_EQ(open_fds(), before) << "the eventfd the reply carried is still open";
 }
 
 TEST(MalformedServer, ServerDyingMidSessionFailsEveryLaterRequestAtOnce) {
@@ -323,6 +386,131 @@ TEST(MalformedServer, AServerThatBreaksTheFramingIsHungUpOn) {
     auto r = (*t)->reset();
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("connection to the server lost"), std::string::npos) << r.error().message;
+}
+
+// DMA_READ and DMA_WRITE must be served for every window, fd-backed ones too (servers may use them rather
+// than map the fd), and memory the process can no longer reach is refused, never a crash.
+std::vector<Message> serve_script(MessageSocket& s, const std::vector<std::pair<Command, DmaAccessPayload>>& script,
+                                  const std::vector<std::byte>& data, std::future<void>* go) {
+    handshake(s);
+    auto map = next(s);
+    reply(s, map, {});
+    if (go) go->wait();
+    uint16_t id = 200;
+    for (const auto& [command, access] : script) {
+        std::vector<std::byte> payload = bytes(access);
+        if (command == Command::kDmaWrite) payload.insert(payload.end(), data.begin(), data.begin() + access.count);
+        (void)s.send(Header{id++, static_cast<uint16_t>(command), 0, kFlagTypeCommand, 0}, payload);
+    }
+    std::vector<Message> answers;
+    for (size_t i = 0; i < script.size(); ++i) answers.push_back(next(s));
+    wait_closed(s);
+    return answers;
+}
+
+TEST(ScriptedServer, DmaReadAndWriteAreServedForFdBackedWindowsToo) {
+    UniqueFd memfd(::memfd_create("window", MFD_CLOEXEC));
+    ASSERT_EQ(::ftruncate(memfd.get(), 4096), 0);
+    auto* mem = static_cast<char*>(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0));
+    ASSERT_NE(mem, MAP_FAILED);
+    std::memcpy(mem, "0123456789abcdef", 16);
+    const std::vector<std::byte> data{std::byte{'W'}, std::byte{'X'}, std::byte{'Y'}, std::byte{'Z'}};
+    std::vector<Message> answers;
+    FakeServer server([&](MessageSocket& s) {
+        answers = serve_script(s, {{Command::kDmaWrite, {0x20008, 4}}, {Command::kDmaRead, {0x20000, 16}}}, data,
+                               nullptr);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    ASSERT_TRUE((*t)->dma_map(DmaMapping{0x20000, 4096, mem, memfd.get(), 0, true, true}));
+    std::this_thread::sleep_for(milliseconds(200));
+    (void)(*t)->reset();
+    server.thread.join();
+    ASSERT_EQ(answers.size(), 2u);
+    EXPECT_FALSE(answers[0].is_error()) << std::strerror(static_cast<int>(answers[0].header.error_reply));
+    EXPECT_EQ(std::string(mem, 16), "01234567WXYZcdef");
+    ASSERT_FALSE(answers[1].is_error()) << std::strerror(static_cast<int>(answers[1].header.error_reply));
+    ASSERT_EQ(answers[1].payload.size(), sizeof(DmaAccessPayload) + 16);
+    EXPECT_EQ(std::memcmp(answers[1].payload.data() + sizeof(DmaAccessPayload), "01234567WXYZcdef", 16), 0);
+    ::munmap(mem, 4096);
+}
+
+TEST(ScriptedServer, DmaToMemoryTheProcessCanNoLongerReachIsRefusedNotACrash) {
+    auto* mem = static_cast<char*>(
+        ::mmap(nullptr, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(mem, MAP_FAILED);
+    std::promise<void> go;
+    auto went = go.get_future();
+    const std::vector<std::byte> data(16, std::byte{0x5a});
+    std::vector<Message> answers;
+    FakeServer server([&](MessageSocket& s) {
+        answers = serve_script(s,
+                               {{Command::kDmaWrite, {0x40000, 16}},
+                                {Command::kDmaRead, {0x40000, 16}},
+                                {Command::kDmaRead, {0x41000, 16}}},
+                               data, &went);
+    });
+    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    ASSERT_TRUE(t.has_value());
+    ASSERT_TRUE((*t)->dma_map(DmaMapping{0x40000, 2 * 4096, mem, -1, 0, true, true}));
+    // After the mapping: the first page becomes read-only, the second goes.
+    ASSERT_EQ(::mprotect(mem, 4096, PROT_READ), 0);
+    ASSERT_EQ(::munmap(mem + 4096, 4096), 0);
+    go.set_value();
+    std::this_thread::sleep_for(milliseconds(200));
+    (void)(*t)->reset();
+    server.thread.join();
+    ASSERT_EQ(answers.size(), 3u);
+    EXPECT_TRUE(answers[0].is_error());
+    EXPECT_EQ(answers[0].header.error_reply, static_cast<uint32_t>(EFAULT));
+    EXPECT_FALSE(answers[1].is_error()) << "still readable";
+    EXPECT_TRUE(answers[2].is_error());
+    EXPECT_EQ(answers[2].header.error_reply, static_cast<uint32_t>(EFAULT));
+    ::munmap(mem, 4096);
+}
+
+// A UNIX socket path that cannot be connected to names its own cause, and never blocks for ever.
+class SocketPath : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char dir[] = "/tmp/vfioq-connect-XXXXXX";
+        ASSERT_NE(::mkdtemp(dir), nullptr);
+        dir_ = dir;
+        path_ = dir_ + "/sock";
+    }
+    void TearDown() override {
+        ::unlink(path_.c_str());
+        ::rmdir(dir_.c_str());
+    }
+    std::string dir_, path_;
+};
+
+TEST_F(SocketPath, APathThatIsNotASocketSaysSo) {
+    UniqueFd file(::open(path_.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    ASSERT_TRUE(file);
+    auto t = connect_vfio_user(path_);
+    ASSERT_FALSE(t);
+    EXPECT_EQ(t.error().code, ENOTSOCK);
+    EXPECT_NE(t.error().message.find("regular file, not a socket"), std::string::npos) << t.error().message;
+}
+
+TEST_F(SocketPath, AServerWhoseBacklogIsFullTimesOutWithAMessage) {
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(::listen(listener.get(), 0), 0);
+    // A first client waits in the backlog, never accepted: it fills it.
+    UniqueFd first(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    ASSERT_EQ(::connect(first.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    VfioUserOptions o;
+    o.connect_timeout = milliseconds(300);
+    o.reply_timeout = milliseconds(300);
+    auto t = connect_vfio_user(path_, o);
+    ASSERT_FALSE(t);
+    EXPECT_EQ(t.error().code, ETIMEDOUT);
+    EXPECT_NE(t.error().message.find("backlog"), std::string::npos) << t.error().message;
 }
 
 }  // namespace

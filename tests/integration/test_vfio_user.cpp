@@ -297,11 +297,14 @@ TEST_F(VfioUserTest, DisconnectReleasesEverythingAndResetsTheCard) {
     EXPECT_EQ(model.device->read32(kRegCtrl), 0u);
 }
 
-TEST_F(VfioUserTest, DisconnectFromAnIdleCardKeepsItsRegisters) {
+TEST_F(VfioUserTest, DisconnectFromAnIdleCardResetsIt) {
+    // As vfio-pci resets silicon when its last file descriptor closes (device interface, section 6).
     write32(kRegScratch, 0x1234);
+    write32(kQueueRegsBase + 3 * kQueueRegsStride + kQRegSqSize, 31);
     transport.reset();
     model.join();
-    EXPECT_EQ(model.device->read32(kRegScratch), 0x1234u);
+    EXPECT_EQ(model.device->read32(kRegScratch), 0u);
+    EXPECT_EQ(model.device->read32(kQueueRegsBase + 3 * kQueueRegsStride + kQRegSqSize), 0u);
 }
 
 TEST(VfioUserModelAddress, ModelDeviceOpensInProcess) {

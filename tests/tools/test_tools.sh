@@ -26,6 +26,18 @@ check "vfioq-regs runs several commands on one opening" bash -c \
      grep -qx 'SCRATCH = 0x5a5a' '$tmp/multi' && grep -qx 'bar0+0x20 = 0x0077' '$tmp/multi'"
 check "vfioq-regs checks every command before it opens the device" bash -c \
     "! '$tools/vfioq-regs' vfio-user:$tmp/none.sock write SCRATCH 1 read 2>'$tmp/err' && grep -q 'needs a register' '$tmp/err'"
+printf '# bring-up\nwrite SCRATCH 0x77  # poke\n\nread SCRATCH\nread bar0 0x0\n' >"$tmp/ops"
+check "vfioq-regs runs a file of commands" bash -c \
+    "'$tools/vfioq-regs' model -f '$tmp/ops' >'$tmp/ops.out' && grep -qx 'SCRATCH = 0x77' '$tmp/ops.out' &&
+     grep -qx 'bar0+0x0 = 0x44514753' '$tmp/ops.out'"
+printf 'read SCRATCH\nread NOPE\nwrite SCRATCH 1\n' >"$tmp/ops-bad"
+check "vfioq-regs stops at the first failing line and names it" bash -c \
+    "! '$tools/vfioq-regs' model -f '$tmp/ops-bad' >'$tmp/ops.out' 2>'$tmp/err' &&
+     grep -q \"ops-bad line 2: .*no register named 'NOPE'\" '$tmp/err' && grep -qx 'SCRATCH = 0x0' '$tmp/ops.out'"
+printf 'read SCRATCH\nwrite SCRATCH zz\n' >"$tmp/ops-typo"
+check "vfioq-regs checks the whole file before it opens the device" bash -c \
+    "'$tools/vfioq-regs' model -f '$tmp/ops-typo' >'$tmp/ops.out' 2>'$tmp/err'; test \$? -eq 2 &&
+     grep -q 'ops-typo line 2: value .zz. is not a number' '$tmp/err' && test ! -s '$tmp/ops.out'"
 check "vfioq-regs refuses an unknown register" bash -c "! '$tools/vfioq-regs' model read NOPE 2>'$tmp/err' && grep -q \"no register named 'NOPE'\" '$tmp/err'"
 check "vfioq-regs refuses an unknown address" bash -c "! '$tools/vfioq-regs' card0 read ID 2>'$tmp/err' && grep -q 'unknown device address' '$tmp/err'"
 check "vfioq-regs names the missing socket" bash -c "! '$tools/vfioq-regs' vfio-user:$tmp/none.sock read ID 2>'$tmp/err' && grep -q 'none.sock' '$tmp/err'"
@@ -44,12 +56,14 @@ check "vfioq-selftest refuses a bad option" bash -c "! '$tools/vfioq-selftest' -
 sock=$tmp/card.sock
 start_devsim "$sock"
 check "vfioq-info over vfio-user" bash -c "'$tools/vfioq-info' vfio-user:$sock | grep -q 'SGQ DMA card'"
-check "vfioq-regs writes SCRATCH" "$tools/vfioq-regs" "vfio-user:$sock" write SCRATCH 0x1234
-check "vfioq-regs reads SCRATCH back" bash -c "'$tools/vfioq-regs' vfio-user:$sock read SCRATCH | grep -qx 'SCRATCH = 0x1234'"
-check "vfioq-regs writes a queue register" "$tools/vfioq-regs" "vfio-user:$sock" write Q3.SQ_SIZE 31
-check "vfioq-regs reads it back" bash -c "'$tools/vfioq-regs' vfio-user:$sock read Q3.SQ_SIZE | grep -qx 'Q3.SQ_SIZE = 0x1f'"
-check "vfioq-regs rings a doorbell through the mapped page" "$tools/vfioq-regs" "vfio-user:$sock" write SQ2_TAIL 5
-check "the doorbell holds its value" bash -c "'$tools/vfioq-regs' vfio-user:$sock read bar0 0x2010 | grep -qx 'bar0+0x2010 = 0x00000005'"
+check "vfioq-regs writes SCRATCH and reads it back in one call" bash -c \
+    "'$tools/vfioq-regs' vfio-user:$sock write SCRATCH 0x1234 read SCRATCH | grep -qx 'SCRATCH = 0x1234'"
+check "the card is reset when its client goes, as silicon under vfio-pci" bash -c \
+    "'$tools/vfioq-regs' vfio-user:$sock read SCRATCH | grep -qx 'SCRATCH = 0x0'"
+check "vfioq-regs writes a queue register and reads it back" bash -c \
+    "'$tools/vfioq-regs' vfio-user:$sock write Q3.SQ_SIZE 31 read Q3.SQ_SIZE | grep -qx 'Q3.SQ_SIZE = 0x1f'"
+check "vfioq-regs rings a doorbell through the mapped page, which holds its value" bash -c \
+    "'$tools/vfioq-regs' vfio-user:$sock write SQ2_TAIL 5 read bar0 0x2010 | grep -qx 'bar0+0x2010 = 0x00000005'"
 check "vfioq-selftest over vfio-user to another process" "$tools/vfioq-selftest" "vfio-user:$sock" --depths 1,512 --quiet
 # Interrupt waits that wake with nothing new (a coalesced or early signal) are not a stall.
 check "vfioq-selftest by interrupts over vfio-user" "$tools/vfioq-selftest" "vfio-user:$sock" --depths 1,64,4096 --interrupts --quiet

@@ -112,6 +112,75 @@ TEST(DmaContext, RegistrationTranslatesOnlyWhileHeld) {
     EXPECT_TRUE(t.mapped.empty());
 }
 
+TEST(DmaContext, ADroppedRegistrationIsUnreachableByteForByte) {
+    FakeTransport t(false);
+    DmaContext ctx(t, "fake-card");
+    void* mem = ::mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(mem, MAP_FAILED);
+    auto* p = static_cast<std::byte*>(mem);
+    auto x = ctx.register_memory(p, 2 * 4096);
+    auto y = ctx.register_memory(p + 2 * 4096, 2 * 4096);  // merged with x into one mapping
+    ASSERT_TRUE(x && y);
+    *x = Registration{};
+    auto gone = ctx.translate(p, 100);
+    ASSERT_FALSE(gone);
+    EXPECT_EQ(gone.error().code, EFAULT);
+    EXPECT_TRUE(ctx.unregister(p, 2 * 4096)) << "nothing holds x any more";
+    EXPECT_TRUE(ctx.translate(p + 2 * 4096, 100));
+    // Within a page: only the bytes registered.
+    auto small = ctx.register_memory(p, 100);
+    ASSERT_TRUE(small);
+    EXPECT_TRUE(ctx.translate(p, 100));
+    auto beside = ctx.translate(p + 200, 100);
+    ASSERT_FALSE(beside);
+    EXPECT_EQ(beside.error().code, EFAULT);
+    EXPECT_NE(beside.error().message.find("fake-card"), std::string::npos);
+    // A buffer: its size() bytes, not the page rounded around them.
+    auto b = ctx.allocate(100);
+    ASSERT_TRUE(b);
+    EXPECT_TRUE(ctx.translate(b->data(), 100));
+    EXPECT_EQ(ctx.translate(b->data() + 100, 1).error().code, EFAULT);
+    *small = Registration{};
+    *y = Registration{};
+    ::munmap(mem, 4 * 4096);
+}
+
+TEST(DmaContext, MemoryTheProcessCannotWriteIsForTheDeviceToReadOnly) {
+    FakeTransport t(false);
+    DmaContext ctx(t, "fake-card");
+    void* ro = ::mmap(nullptr, 2 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(ro, MAP_FAILED);
+    auto r = ctx.register_memory(ro, 2 * 4096);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(t.mapped.size(), 1u);
+    EXPECT_TRUE(t.mapped.begin()->second.readable);
+    EXPECT_FALSE(t.mapped.begin()->second.writable);
+    EXPECT_TRUE(ctx.translate(ro, 4096, DeviceAccess::kReads));
+    auto into = ctx.translate(ro, 4096, DeviceAccess::kWrites);
+    ASSERT_FALSE(into);
+    EXPECT_EQ(into.error().code, EACCES);
+    EXPECT_NE(into.error().message.find("read-only"), std::string::npos) << into.error().message;
+    *r = Registration{};
+    ::munmap(ro, 2 * 4096);
+}
+
+TEST(DmaContext, MemoryTheProcessCannotReadOrThatIsNotMappedIsRefused) {
+    FakeTransport t(false);
+    DmaContext ctx(t, "fake-card");
+    void* none = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(none, MAP_FAILED);
+    auto r = ctx.register_memory(none, 4096);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EACCES);
+    EXPECT_NE(r.error().message.find("cannot be read"), std::string::npos) << r.error().message;
+    ::munmap(none, 4096);
+    auto gone = ctx.register_memory(none, 4096);
+    ASSERT_FALSE(gone);
+    EXPECT_EQ(gone.error().code, EFAULT);
+    EXPECT_NE(gone.error().message.find("not mapped"), std::string::npos) << gone.error().message;
+    EXPECT_TRUE(t.mapped.empty());
+}
+
 TEST(DmaContext, BuffersAndRegistrationsMayOutliveTheDevice) {
     auto t = std::make_unique<FakeTransport>(false);
     auto ctx = std::make_unique<DmaContext>(*t, "fake-card");

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "dma/registration_cache.hpp"
 
@@ -11,7 +12,7 @@ namespace {
 // Records what is mapped; IOVAs are handed out upwards.
 class FakeMapper : public RegistrationCache::Mapper {
 public:
-    Result<uint64_t> map(uintptr_t vaddr, uint64_t size) override {
+    Result<uint64_t> map(uintptr_t vaddr, uint64_t size, bool writable) override {
         if (fail_next) {
             fail_next = false;
             return make_error(ENOMEM, "refused");
@@ -20,7 +21,15 @@ public:
         const uint64_t iova = next;
         next += size + 0x1000;
         live[iova] = {vaddr, size};
+        writable_at[iova] = writable;
         return iova;
+    }
+    Result<HostProtection> protection(uintptr_t a, uintptr_t b) override {
+        for (uintptr_t page = a; page < b; page += 4096) {
+            if (unmapped.count(page)) return make_error(EFAULT, "not mapped");
+            if (read_only.count(page)) return HostProtection{false};
+        }
+        return HostProtection{true};
     }
     void unmap(uint64_t iova, uint64_t size) override {
         ++unmaps;
@@ -33,6 +42,8 @@ public:
     int maps = 0, unmaps = 0;
     bool fail_next = false;
     std::map<uint64_t, std::pair<uintptr_t, uint64_t>> live;
+    std::map<uint64_t, bool> writable_at;
+    std::set<uintptr_t> read_only, unmapped;  // pages
 };
 
 constexpr uint64_t kPage = 4096;
@@ -59,7 +70,7 @@ TEST(RegistrationCache, OverlappingAndTouchingRangesMergeIntoOneMapping) {
     RegistrationCache c(m, {});
     auto a = c.acquire(at(0x10000), kPage);
     ASSERT_TRUE(a);
-    c.release(*a);  // cached, unheld
+    c.release(*a, at(0x10000), kPage);  // cached, unheld
     auto b = c.acquire(at(0x12000), kPage);
     ASSERT_TRUE(b);  // held
     auto merged = c.acquire(at(0x11000), kPage);  // touches both
@@ -69,7 +80,7 @@ TEST(RegistrationCache, OverlappingAndTouchingRangesMergeIntoOneMapping) {
     EXPECT_EQ(c.stats().merges, 1u);
     // The unheld one went at once; the held one stays mapped until released.
     EXPECT_EQ(m.live.size(), 2u);
-    c.release(*b);
+    c.release(*b, at(0x12000), kPage);
     EXPECT_EQ(m.live.size(), 1u);
     // The whole span is now one hit.
     auto hit = c.acquire(at(0x10000), 3 * kPage);
@@ -86,12 +97,12 @@ TEST(RegistrationCache, LeastRecentlyUsedUnheldMappingIsEvictedUnderTheMappingBu
         ASSERT_TRUE(r);
         e.push_back(*r);
     }
-    c.release(e[0]);
-    c.release(e[1]);
+    c.release(e[0], at(0x100000), kPage);
+    c.release(e[1], at(0x110000), kPage);
     // Touch entry 0 again: entry 1 is now the least recently used.
     auto again = c.acquire(at(0x100000), kPage);
     ASSERT_TRUE(again);
-    c.release(*again);
+    c.release(*again, at(0x100000), kPage);
     auto fourth = c.acquire(at(0x200000), kPage);
     ASSERT_TRUE(fourth);
     EXPECT_EQ(c.stats().evictions, 1u);
@@ -110,7 +121,7 @@ TEST(RegistrationCache, BudgetUsedUpByHeldMappingsIsAClearError) {
     ASSERT_FALSE(b);
     EXPECT_EQ(b.error().code, ENOSPC);
     EXPECT_NE(b.error().message.find("still held"), std::string::npos) << b.error().message;
-    c.release(*a);
+    c.release(*a, at(0x100000), 2 * kPage);
     EXPECT_TRUE(c.acquire(at(0x200000), kPage));  // the unheld one makes room
 }
 
@@ -121,13 +132,13 @@ TEST(RegistrationCache, ExplicitUnregisterAndFlush) {
     ASSERT_TRUE(a);
     EXPECT_EQ(c.unregister(at(0x100000), kPage).error().code, EBUSY);
     EXPECT_EQ(c.unregister(at(0x900000), kPage).error().code, ENOENT);
-    c.release(*a);
+    c.release(*a, at(0x100000), kPage);
     EXPECT_TRUE(c.unregister(at(0x100000), kPage));
     EXPECT_TRUE(m.live.empty());
     auto b = c.acquire(at(0x300000), kPage);
     auto d = c.acquire(at(0x500000), kPage);
     ASSERT_TRUE(b && d);
-    c.release(*b);
+    c.release(*b, at(0x300000), kPage);
     c.flush();
     EXPECT_EQ(m.live.size(), 1u);  // the held one stays
     EXPECT_NE(c.find_held(at(0x500000), 10), nullptr);
@@ -162,6 +173,100 @@ TEST(RegistrationCache, EverythingIsUnmappedAtTheEnd) {
     }
     EXPECT_TRUE(m.live.empty());
     EXPECT_EQ(m.maps, m.unmaps);
+}
+
+TEST(RegistrationCache, ADroppedRegistrationIsUnreachableThoughItsNeighbourKeepsTheMapping) {
+    FakeMapper m;
+    RegistrationCache c(m, {});
+    auto x = c.acquire(at(0x10000), 2 * kPage);
+    auto y = c.acquire(at(0x12000), 2 * kPage);  // touches x: merged into one mapping
+    ASSERT_TRUE(x && y);
+    EXPECT_EQ(c.stats().merges, 1u);
+    c.release(*x, at(0x10000), 2 * kPage);
+    EXPECT_EQ(c.find_held(at(0x10000), 2 * kPage), nullptr) << "x was given up";
+    EXPECT_EQ(c.find_held(at(0x11fff), 2), nullptr) << "straddling x and y";
+    EXPECT_NE(c.find_held(at(0x12000), 2 * kPage), nullptr);
+    EXPECT_TRUE(c.unregister(at(0x10000), 2 * kPage)) << "nothing holds x";
+    EXPECT_EQ(m.live.size(), 1u) << "the mapping stays while y holds it";
+    c.release(*y, at(0x12000), 2 * kPage);
+    EXPECT_TRUE(m.live.empty()) << "unregistered: not cached once y lets go";
+}
+
+TEST(RegistrationCache, WithinAPageOnlyTheRegisteredBytesAreReachable) {
+    FakeMapper m;
+    RegistrationCache c(m, {});
+    auto a = c.acquire(at(0x10000), 100);
+    ASSERT_TRUE(a);
+    EXPECT_NE(c.find_held(at(0x10000), 100), nullptr);
+    EXPECT_EQ(c.find_held(at(0x10000 + 200), 100), nullptr);
+    EXPECT_EQ(c.find_held(at(0x10000 + 50), 51), nullptr);
+    EXPECT_EQ(c.first_unheld(at(0x10000 + 50), 100), 0x10000u + 100);
+    EXPECT_EQ(c.unregister(at(0x10000 + 50), 10).error().code, EBUSY);
+    EXPECT_TRUE(c.unregister(at(0x10000 + 200), 10)) << "not held, so it may go; the hold keeps the mapping";
+    EXPECT_NE(c.find_held(at(0x10000), 100), nullptr);
+    // Two registrations side by side reach across the seam, as one buffer.
+    auto b = c.acquire(at(0x10000 + 100), 100);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(*b, *a) << "a hit on the same page";
+    EXPECT_NE(c.find_held(at(0x10000), 200), nullptr);
+    c.release(*a, at(0x10000), 100);
+    EXPECT_EQ(c.find_held(at(0x10000), 200), nullptr);
+    EXPECT_NE(c.find_held(at(0x10000 + 100), 100), nullptr);
+}
+
+TEST(RegistrationCache, AHoldStaysReachableAfterTheMappingThatMergedItGoes) {
+    FakeMapper m;
+    RegistrationCache c(m, {});
+    auto x = c.acquire(at(0x10000), kPage);
+    auto y = c.acquire(at(0x11000), kPage);  // x's mapping is superseded, still held
+    ASSERT_TRUE(x && y);
+    c.release(*y, at(0x11000), kPage);
+    c.flush();  // the merged mapping, unheld now, goes
+    const auto* found = c.find_held(at(0x10000), kPage);
+    ASSERT_NE(found, nullptr);
+    EXPECT_EQ(found, *x) << "x's own mapping, which x's hold keeps mapped";
+    c.release(*x, at(0x10000), kPage);
+    EXPECT_TRUE(m.live.empty());
+}
+
+TEST(RegistrationCache, ReadOnlyMemoryGetsAReadOnlyMappingOfItsOwn) {
+    FakeMapper m;
+    m.read_only.insert(0x11000);
+    RegistrationCache c(m, {});
+    auto w = c.acquire(at(0x10000), kPage);
+    auto r = c.acquire(at(0x11000), kPage);
+    ASSERT_TRUE(w && r);
+    EXPECT_NE(*w, *r);
+    EXPECT_EQ(c.stats().merges, 0u);
+    EXPECT_TRUE((*w)->writable);
+    EXPECT_FALSE((*r)->writable);
+    EXPECT_FALSE(m.writable_at.at((*r)->iova));
+    // The pages change protection while cached: the stale mapping is dropped, not reused.
+    c.release(*r, at(0x11000), kPage);
+    m.read_only.clear();
+    auto again = c.acquire(at(0x11000), 2 * kPage);
+    ASSERT_TRUE(again);
+    EXPECT_TRUE((*again)->writable);
+    // Held with the old protection: a clear refusal.
+    m.read_only.insert(0x20000);
+    auto ro = c.acquire(at(0x20000), kPage);
+    ASSERT_TRUE(ro);
+    m.read_only.clear();
+    auto clash = c.acquire(at(0x1f000), 2 * kPage);
+    ASSERT_FALSE(clash);
+    EXPECT_EQ(clash.error().code, EBUSY);
+    EXPECT_NE(clash.error().message.find("protection changed"), std::string::npos) << clash.error().message;
+}
+
+TEST(RegistrationCache, MemoryThatIsNotMappedIsRefusedBeforeAnythingIsMapped) {
+    FakeMapper m;
+    m.unmapped.insert(0x31000);
+    RegistrationCache c(m, {});
+    auto r = c.acquire(at(0x30000), 3 * kPage);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EFAULT);
+    EXPECT_EQ(m.maps, 0);
+    EXPECT_EQ(c.find_held(at(0x30000), 1), nullptr);
 }
 
 }  // namespace

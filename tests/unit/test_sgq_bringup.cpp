@@ -35,10 +35,11 @@ public:
     }
     const std::string& name() const override { return name_; }
     const DeviceInfo& device_info() const override { return info_; }
+    uint64_t bar0_size = kBar0Size;
     Result<RegionInfo> region_info(uint32_t index) override {
         RegionInfo r;
         r.index = index;
-        r.size = index == kRegisterBar ? kBar0Size : 0;
+        r.size = index == kRegisterBar ? bar0_size : 0;
         r.readable = r.writable = r.size != 0;
         return r;
     }
@@ -127,6 +128,10 @@ TEST(SgqBringUp, SomethingElseIsRefused) {
     expect_error(bring_up([](RegisterFile& r) { r.regs[kRegId] = 0x12345678; }), ENODEV, "not an SGQ card");
     expect_error(bring_up([](RegisterFile& r) { r.regs[kRegVersion] = 0x00020000; }), ENOTSUP, "version 2.0");
     expect_error(bring_up([](RegisterFile& r) { r.gone = true; }), ENODEV, "all-ones");
+    // A BAR0 the contract's card cannot have is refused with the size it should be, before any register is read.
+    expect_error(bring_up([](RegisterFile& r) { r.bar0_size = uint64_t{1} << 63; }), ENODEV,
+                 "its BAR0 is 0x8000000000000000 bytes; an SGQ card's is 0x4000");
+    expect_error(bring_up([](RegisterFile& r) { r.bar0_size = 0; }), ENODEV, "no BAR0");
 }
 
 TEST(SgqBringUp, ACardThatNeverGetsReadyTimesOutNamingTheWait) {

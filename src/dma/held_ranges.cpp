@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+#include "held_ranges.hpp"
+
+#include <algorithm>
+
+namespace vfioq::dma {
+
+uint64_t HeldRanges::count_before(std::map<uintptr_t, uint64_t>::const_iterator it) const {
+    return it == steps_.begin() ? 0 : std::prev(it)->second;
+}
+
+void HeldRanges::split_at(uintptr_t x) {
+    auto it = steps_.lower_bound(x);
+    if (it != steps_.end() && it->first == x) return;
+    steps_.emplace_hint(it, x, count_before(it));
+}
+
+// A boundary whose count equals the one before it says nothing.
+void HeldRanges::join_at(uintptr_t x) {
+    auto it = steps_.find(x);
+    if (it != steps_.end() && it->second == count_before(it)) steps_.erase(it);
+}
+
+void HeldRanges::shift(uintptr_t a, uintptr_t b, int64_t delta) {
+    if (a >= b) return;
+    split_at(a);
+    split_at(b);
+    for (auto it = steps_.find(a); it->first < b; ++it) it->second = static_cast<uint64_t>(
+                                                             static_cast<int64_t>(it->second) + delta);
+    join_at(b);
+    join_at(a);
+}
+
+uintptr_t HeldRanges::first_unheld(uintptr_t a, uintptr_t b) const {
+    if (a >= b) return b;
+    auto it = steps_.upper_bound(a);
+    uintptr_t at = a;
+    uint64_t count = count_before(it);
+    for (;;) {
+        if (count == 0) return at;
+        if (it == steps_.end() || it->first >= b) return b;
+        at = it->first;
+        count = it->second;
+        ++it;
+    }
+}
+
+bool HeldRanges::covers(uintptr_t a, uintptr_t b) const { return a < b && first_unheld(a, b) == b; }
+
+uint64_t HeldRanges::most_holds(uintptr_t a, uintptr_t b) const {
+    auto it = steps_.upper_bound(a);
+    uint64_t most = count_before(it);
+    for (; it != steps_.end() && it->first < b; ++it) most = std::max(most, it->second);
+    return most;
+}
+
+}  // namespace vfioq::dma

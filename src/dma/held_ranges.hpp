@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+// The bytes the application holds registered, counted byte by byte. The
+// registration cache maps whole pages and merges neighbours into one mapping
+// (the IOMMU's granularity); what a command may be sent to is exactly what a
+// live registration names, no byte more.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+
+namespace vfioq::dma {
+
+class HeldRanges {
+public:
+    // One more hold on [a, b); a < b.
+    void add(uintptr_t a, uintptr_t b) { shift(a, b, +1); }
+    // One hold fewer on [a, b), which was added before.
+    void remove(uintptr_t a, uintptr_t b) { shift(a, b, -1); }
+
+    // Whether every byte of [a, b) is held at least once.
+    [[nodiscard]] bool covers(uintptr_t a, uintptr_t b) const;
+    // The first byte of [a, b) nobody holds (b when every byte is held).
+    [[nodiscard]] uintptr_t first_unheld(uintptr_t a, uintptr_t b) const;
+    // The most holds on any byte of [a, b): 0 when none of it is held.
+    [[nodiscard]] uint64_t most_holds(uintptr_t a, uintptr_t b) const;
+    // How many boundaries describe the holds (for tests: it shrinks back as holds go).
+    [[nodiscard]] size_t boundaries() const { return steps_.size(); }
+
+private:
+    void shift(uintptr_t a, uintptr_t b, int64_t delta);
+    void split_at(uintptr_t x);
+    void join_at(uintptr_t x);
+    [[nodiscard]] uint64_t count_before(std::map<uintptr_t, uint64_t>::const_iterator it) const;
+
+    // A step function: steps_[k] holds count for [k, next key); 0 before the first key.
+    std::map<uintptr_t, uint64_t> steps_;
+};
+
+}  // namespace vfioq::dma
