@@ -24,6 +24,7 @@ extern "C" {
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/pci_info.hpp"
+#include "vfioq/sgq_identity.hpp"
 #include "vfioq/sgq_registers.hpp"
 
 namespace fs = std::filesystem;
@@ -177,9 +178,8 @@ void show_nvme(vfioq::Device& dev) {
 
 void show_sgq_registers(vfioq::Device& dev) {
     using namespace vfioq::sgq;
-    const uint32_t id = check(dev.read32(kRegisterBar, kRegId));
-    if (id != kIdValue) {
-        fmt::print("\nBAR0 ID register reads {:#010x}, not {:#010x} (\"SGQD\"): not an SGQ card\n", id, kIdValue);
+    if (auto why = why_not_sgq(dev)) {
+        fmt::print("\nNot an SGQ card: {}.\n", *why);
         return;
     }
     fmt::print("\nSGQ registers (BAR0):\n");
@@ -213,19 +213,24 @@ void show_sgq_registers(vfioq::Device& dev) {
 
 // Runs `commands` NOPs through a queue pair and reports what the card did
 // wrong: statuses, refused completion entries (with the last ones as the
-// card wrote them), timeouts and the recoveries they caused.
-void check_health(vfioq::Device& dev, uint32_t commands, std::chrono::milliseconds timeout) {
+// card wrote them), timeouts and the recoveries they caused. Healthy only if
+// every command came back SUCCESS and nothing else went wrong.
+bool check_health(vfioq::Device& dev, uint32_t commands, std::chrono::milliseconds timeout) {
     using namespace std::chrono;
     fmt::print("\nHealth check ({} NOP commands, timeout {} ms):\n", commands, timeout.count());
+    auto verdict = [](const std::string& why) {
+        fmt::print("  verdict        FAILED: {}\n", why);
+        return false;
+    };
     auto ctrl = vfioq::Controller::open(dev);
     if (!ctrl) {
         fmt::print("  bring-up failed: {}\n", ctrl.error().message);
-        return;
+        return verdict("bring-up failed");
     }
     auto qp = (*ctrl)->create_queue_pair({.depth = 32, .command_timeout = timeout});
     if (!qp) {
         fmt::print("  no queue pair: {}\n", qp.error().message);
-        return;
+        return verdict("no queue pair");
     }
     struct Tally {
         std::map<vfioq::IoStatus, uint64_t> statuses;
@@ -270,9 +275,20 @@ void check_health(vfioq::Device& dev, uint32_t commands, std::chrono::millisecon
                    b.dwords[1], b.dwords[2], b.dwords[3], b.dwords[3] & 0xFFFF, b.dwords[2] >> 16,
                    b.dwords[2] & 0xFFFF, b.dwords[3] >> 17, b.reason);
     if (dev.gone()) fmt::print("  the device is gone: {}\n", dev.gone_reason());
+    const uint64_t successes = tally.statuses.count(vfioq::IoStatus::kSuccess) ? tally.statuses[vfioq::IoStatus::kSuccess]
+                                                                             : 0;
+    if (dev.gone()) return verdict("the device is gone");
+    if (!stopped.empty()) return verdict("a submission failed");
+    if (tally.reported < commands) return verdict(fmt::format("{} of {} commands never came back", commands - tally.reported, commands));
+    if (successes != commands) return verdict(fmt::format("{} of {} commands did not complete SUCCESS", commands - successes, commands));
+    if (st.device_errors != 0) return verdict(fmt::format("the card posted {} bad completion entries", st.device_errors));
+    if (st.timeouts != 0) return verdict(fmt::format("{} timeouts", st.timeouts));
+    fmt::print("  verdict        healthy: {} of {} SUCCESS\n", successes, commands);
+    return true;
 }
 
-void show_device(std::string_view address, uint32_t check_commands, std::chrono::milliseconds timeout) {
+// Returns the exit status: 0 when the inspection (and --check, if asked) went well.
+int show_device(std::string_view address, uint32_t check_commands, std::chrono::milliseconds timeout) {
     auto dev = check(vfioq::Device::open(address));
     auto& t = dev->transport();
     const auto& info = t.device_info();
@@ -306,12 +322,12 @@ void show_device(std::string_view address, uint32_t check_commands, std::chrono:
                    irq.maskable ? ", maskable" : "", irq.noresize ? ", no resize" : "");
     }
     const uint32_t class_code = static_cast<uint32_t>(check(dev->config_read(0x08, 32)) >> 8);
-    if (class_code == 0x010802) {
+    if (class_code == 0x010802)
         show_nvme(*dev);
-    } else {
+    else
         show_sgq_registers(*dev);
-        if (check_commands) check_health(*dev, check_commands, timeout);
-    }
+    if (check_commands && !check_health(*dev, check_commands, timeout)) return 1;
+    return 0;
 }
 
 }  // namespace
@@ -337,7 +353,14 @@ int main(int argc, char** argv) {
                        "  --check N        run N NOP commands and report the card's errors: statuses,\n"
                        "                   refused completion entries by kind and the last ones raw,\n"
                        "                   timeouts and recoveries\n"
-                       "  --timeout-ms MS  the per-command timeout of --check (default 1000)\n");
+                       "  --timeout-ms MS  the per-command timeout of --check (default 1000)\n\n"
+                       "A device that is not the SGQ card (any vfio-user server or PCI function) is\n"
+                       "inspected as far as it goes: identity, capabilities, regions and IRQs, then\n"
+                       "why it is not an SGQ card (no BAR0, its size, its ID register).\n\n"
+                       "exit status: 0 the inspection was done, and with --check every command came\n"
+                       "back SUCCESS; 1 the device could not be opened or inspected, or --check found\n"
+                       "the card unhealthy (bring-up failed, a command failed, timed out or never came\n"
+                       "back, bad completion entries, the device went away); 2 a usage error.\n");
             return 0;
         }
         if (a == "--check" && i + 1 < argc) {
@@ -357,9 +380,7 @@ int main(int argc, char** argv) {
         }
     }
     vfioq::cli::setup_logging(kTool, log_level);
-    if (address)
-        show_device(*address, check_commands, timeout);
-    else
-        list_host();
+    if (address) return show_device(*address, check_commands, timeout);
+    list_host();
     return 0;
 }

@@ -339,6 +339,10 @@ int main(int argc, char** argv) {
     // Each thread its own part of card memory, whole blocks of the largest size.
     const uint32_t max_block = *std::max_element(o.w.block_sizes.begin(), o.w.block_sizes.end());
     const uint64_t span = info.devmem_size / o.queue_pairs / max_block * max_block;
+    if (span == 0)
+        cli::fail(kTool, fmt::format("{}: {} bytes of device memory hold no {}-byte block for each of {} queue pair(s)",
+                                     device.name(), info.devmem_size, max_block, o.queue_pairs),
+                  2);
     std::vector<std::unique_ptr<Worker>> workers;
     for (uint32_t t = 0; t < o.queue_pairs; ++t) {
         const int cpu = o.pin ? cpus[t % cpus.size()] : -1;

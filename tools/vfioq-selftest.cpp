@@ -82,8 +82,12 @@ void usage(FILE* out) {
                "  --quiet              print only failures and the verdict\n"
                "  --log-level LEVEL    trace, debug, info, warn, error or off, or SUBSYSTEM=LEVEL,...\n"
                "\n"
-               "DEVICE is model (default), vfio-user:PATH or a PCI address. Exit status: 0 all\n"
-               "bytes verified, 1 a mismatch or a failed command, 2 a setup error.\n");
+               "DEVICE is model (default), vfio-user:PATH or a PCI address.\n"
+               "\n"
+               "exit status: 0 every byte verified and every command came back; 1 a mismatch, a\n"
+               "failed or lost command, a leak in a soak, or the device went away; 2 a setup\n"
+               "error: a bad option, a device that cannot be opened or brought up, a depth that\n"
+               "needs more ring entries than the card allows, no queue pair to test with.\n");
 }
 
 uint64_t number(std::string_view opt, const char* s) {
@@ -470,7 +474,8 @@ struct Totals {
 void run_round(Device& device, Controller& controller, const Options& o, uint32_t depth, uint64_t jobs,
                Clock::time_point deadline, uint64_t round, Verdict& verdict, Totals& totals) {
     const ControllerInfo& info = controller.info();
-    const uint32_t qps = std::min(o.queue_pairs, info.queue_pairs - (o.interrupts ? 1u : 0u));
+    // main() made sure there is one.
+    const uint32_t qps = std::min(o.queue_pairs, o.interrupts ? info.interrupt_queue_pairs : info.queue_pairs);
     const uint64_t unit = std::max<uint64_t>({info.segment_alignment, info.block_size, o.segment_align});
     const uint64_t card_span = info.devmem_size / qps / unit * unit;
     std::vector<std::unique_ptr<QueuePair>> pairs;
@@ -531,21 +536,49 @@ int main(int argc, char** argv) {
     copts.nvme_use_prp = o.nvme_prp;
     auto controller = setup(Controller::open(*device, copts));
     const ControllerInfo& info = controller->info();
-    const uint32_t qps = std::min(o.queue_pairs, info.queue_pairs - (o.interrupts ? 1u : 0u));
+    const uint32_t usable_qps = o.interrupts ? info.interrupt_queue_pairs : info.queue_pairs;
+    if (usable_qps == 0)
+        cli::fail(kTool,
+                  fmt::format("{}: the {} controller has {} queue pair(s) and {} with an interrupt vector: none "
+                              "to test with{}",
+                              device->name(), info.kind, info.queue_pairs, info.interrupt_queue_pairs,
+                              o.interrupts ? " by interrupts" : ""),
+                  2);
+    const uint32_t qps = std::min(o.queue_pairs, usable_qps);
     if (!o.quiet)
         fmt::print("vfioq-selftest on {} ({}): {} bytes of device memory, {} segments and {} bytes per command, "
                    "segment alignment {}, block {}; {} queue pair(s), seed {}, {}\n",
                    device->name(), info.kind, info.devmem_size, info.max_segments, info.max_transfer,
                    info.segment_alignment, info.block_size, qps, o.seed, o.interrupts ? "interrupts" : "polling");
     Verdict verdict;
-    std::vector<uint32_t> depths;
+    // What the device reports is divided by below: a count of 0, or too little memory for a transfer of one
+    // unit at a depth, is a setup error found before anything runs, not a data failure (nor a crash).
+    const uint64_t unit = std::max<uint64_t>({info.segment_alignment, info.block_size, o.segment_align, 1});
+    if (info.max_segments == 0 || info.max_transfer < unit)
+        cli::fail(kTool,
+                  fmt::format("{}: the {} controller reports {} segments and {} bytes per command, too few for one "
+                              "{}-byte unit",
+                              device->name(), info.kind, info.max_segments, info.max_transfer, unit),
+                  2);
     for (uint32_t depth : o.depths) {
-        if (depth + 1 > info.max_queue_entries)
-            verdict.fail(fmt::format("depth {} needs rings of {} entries; the card allows {}", depth, depth + 1,
-                                     info.max_queue_entries));
-        else
-            depths.push_back(depth);
+        const uint64_t per_command = std::min(info.devmem_size / qps / depth, o.host_budget / depth / 4);
+        if (per_command < unit)
+            cli::fail(kTool,
+                      fmt::format("{}: depth {} on {} queue pair(s) leaves {} bytes per command ({} bytes of device "
+                                  "memory), less than one {}-byte unit: lower the depth or the queue pairs",
+                                  device->name(), depth, qps, per_command, info.devmem_size, unit),
+                      2);
     }
+    // A depth the card cannot hold is a setup error, found before anything runs, not a data failure.
+    for (uint32_t depth : o.depths)
+        if (depth + 1 > info.max_queue_entries)
+            cli::fail(kTool,
+                      fmt::format("{}: depth {} needs rings of {} entries; the card allows {}: give --depths up "
+                                  "to {}",
+                                  device->name(), depth, uint64_t{depth} + 1, info.max_queue_entries,
+                                  info.max_queue_entries - 1),
+                      2);
+    const std::vector<uint32_t> depths = o.depths;
     Totals totals;
     if (o.soak.count() == 0) {
         for (uint32_t depth : depths) {

@@ -57,6 +57,9 @@ struct ControllerInfo {
     std::string kind = "SGQ";   // the device profile: "SGQ" or "NVMe"
     uint32_t version = 0;       // major << 16 | minor (NVMe: as the VS register)
     uint32_t queue_pairs = 0;   // NQP + 1
+    // How many of them can have an MSI-X vector of their own (interrupts = true):
+    // the card's vectors less the errors/admin vector 0, at most queue_pairs.
+    uint32_t interrupt_queue_pairs = 0;
     uint32_t max_queue_entries = 0;  // MQES + 1
     uint64_t devmem_size = 0;
     uint64_t max_transfer = 0;  // bytes per command

@@ -180,6 +180,8 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     if (!nq) return nq.error();
     const uint32_t queues = std::min(*nq & 0xFFFF, *nq >> 16) + 1;
     info_.queue_pairs = std::min(queues, want);
+    // I/O queue q uses vector q; vector 0 is the admin queue's.
+    info_.interrupt_queue_pairs = vectors > 0 ? std::min(vectors - 1, info_.queue_pairs) : 0;
     info_.devmem_size = ns_.blocks * ns_.block_size;
     info_.block_size = ns_.block_size;
     info_.max_transfer = ns_.max_transfer;

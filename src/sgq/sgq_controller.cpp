@@ -120,6 +120,8 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
     const uint32_t vectors = irq ? std::min(irq->count, info_.queue_pairs + 1) : 0;
     vector_fds_.clear();
     for (uint32_t v = 0; v < vectors; ++v) vector_fds_.emplace_back();
+    // Queue q uses vector q + 1; the contract's NQP + 1 vectors leave the last queue pair without one.
+    info_.interrupt_queue_pairs = vectors > 0 ? std::min(vectors - 1, info_.queue_pairs) : 0;
     if (vectors > 0) {
         vector_fds_[0].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (auto r = apply_vectors(); !r) return r.error();

@@ -73,7 +73,10 @@ check "vfioq-devsim removes its socket" test ! -e "$sock"
 
 # A card that loses, duplicates and mislabels completions: vfioq-info --check says what it did.
 start_devsim "$sock" --fault 3:wrong-cid --fault 6:drop --fault 8:duplicate --fault 10:status
-"$tools/vfioq-info" --check 20 --timeout-ms 200 "vfio-user:$sock" >"$tmp/health" 2>&1
+status=0
+"$tools/vfioq-info" --check 20 --timeout-ms 200 "vfio-user:$sock" >"$tmp/health" 2>&1 || status=$?
+check "vfioq-info --check exits 1 when the card misbehaves" test "$status" -eq 1
+check "and says why" contains "$tmp/health" "verdict  *FAILED: 3 of 20 commands did not complete SUCCESS"
 check "vfioq-info --check reports every command" contains "$tmp/health" "reported  *20 of 20: SUCCESS 17, INTERNAL 1, TIMEOUT 2"
 check "vfioq-info --check counts device errors by kind" \
     contains "$tmp/health" "device errors  2: CID out of range 1, CID not outstanding 1"
@@ -83,10 +86,44 @@ stop_devsim
 
 # A card that falls off the bus: reported, and nothing hangs.
 start_devsim "$sock" --fault 5:disconnect
-check "vfioq-info --check survives a card unplugged mid-run" \
-    bash -c "timeout 20 '$tools/vfioq-info' --check 20 'vfio-user:$sock' >'$tmp/gone' 2>&1"
+status=0
+timeout 20 "$tools/vfioq-info" --check 20 "vfio-user:$sock" >"$tmp/gone" 2>&1 || status=$?
+check "vfioq-info --check survives a card unplugged mid-run, and exits 1" test "$status" -eq 1
 check "it says the device is gone" contains "$tmp/gone" "DEVICE_GONE 16"
 check "and why" contains "$tmp/gone" "the device is gone: .*connection to the server lost"
+check "the verdict names it" contains "$tmp/gone" "verdict  *FAILED: the device is gone"
+stop_devsim
+
+# A healthy card: --check exits 0 only when every command came back SUCCESS.
+check "vfioq-info --check exits 0 on a healthy card" bash -c \
+    "'$tools/vfioq-info' --check 50 model >'$tmp/healthy' && grep -q 'verdict  *healthy: 50 of 50 SUCCESS' '$tmp/healthy'"
+
+# A vfio-user server that is not the SGQ card: inspected as far as it goes, named for what it is not.
+foreign=$build/tests/foreign-vfio-user-server
+start_foreign() {  # start_foreign SOCKET [OPTIONS...]
+    "$foreign" --socket "$1" "${@:2}" &
+    devsim_pid=$!
+    for _ in $(seq 100); do [ -S "$1" ] && break; sleep 0.05; done
+}
+fsock=$tmp/foreign.sock
+start_foreign "$fsock"
+check "vfioq-info inspects a device that is not the SGQ card, exit 0" bash -c \
+    "'$tools/vfioq-info' vfio-user:$fsock >'$tmp/foreign'"
+check "with its identity and regions" bash -c \
+    "grep -q 'identity .*1af4:1041 rev 01, class 020000' '$tmp/foreign' && grep -q 'BAR0 .*4 KiB' '$tmp/foreign' && grep -q 'INTx' '$tmp/foreign'"
+check "and says why it is not one" contains "$tmp/foreign" "Not an SGQ card: its BAR0 is 0x1000 bytes; an SGQ card's is 0x4000"
+check "vfioq-info --check on it exits 1" bash -c "! '$tools/vfioq-info' --check 5 vfio-user:$fsock >'$tmp/foreign-check'"
+check "vfioq-regs refuses a register name on it, saying why" bash -c \
+    "! '$tools/vfioq-regs' vfio-user:$fsock read SCRATCH 2>'$tmp/err' && grep -q \"cannot name register 'SCRATCH': not an SGQ card\" '$tmp/err'"
+check "vfioq-regs reads it by offset" bash -c "'$tools/vfioq-regs' vfio-user:$fsock read bar0 0x0 | grep -qx 'bar0+0x0 = 0x12345678'"
+stop_devsim
+start_foreign "$fsock" --bar0-size 0
+check "a device without BAR0 is inspected too" bash -c \
+    "'$tools/vfioq-info' vfio-user:$fsock | grep -q 'Not an SGQ card: it has no BAR0'"
+stop_devsim
+start_foreign "$fsock" --bar0-size 0x8000000000000000
+check "a BAR0 of 2^63 bytes is refused with the size it should be" bash -c \
+    "! '$tools/vfioq-selftest' vfio-user:$fsock --depths 1 >'$tmp/huge' 2>&1 && grep -q 'its BAR0 is 0x8000000000000000 bytes; an SGQ card.s is 0x4000' '$tmp/huge'"
 stop_devsim
 
 # A card that corrupts data: the self-test must fail and name what it found.
@@ -98,6 +135,28 @@ set -e
 check "vfioq-selftest exits 1 on corrupted data" test "$status" -eq 1
 check "vfioq-selftest names CID, card address, expected and actual bytes" \
     grep -Eq "read CID [0-9]+ of card address .* bytes differ; the first at card address 0x[0-9a-f]+: expected [0-9a-f]+ actual [0-9a-f]+" "$tmp/bad"
+stop_devsim
+
+# Setup errors are exit 2, found before anything runs, and never a crash on what a small device reports.
+exit_status() { local st=0; "$@" >"$tmp/setup" 2>&1 || st=$?; echo "$st"; }
+start_devsim "$sock" --mqes 255
+check "a depth beyond the card's ring entries is a setup error (2)" \
+    test "$(exit_status "$tools/vfioq-selftest" "vfio-user:$sock" --depths 1,300 --quiet)" -eq 2
+check "naming the limit" contains "$tmp/setup" "depth 300 needs rings of 301 entries; the card allows 256"
+stop_devsim
+start_devsim "$sock" --queue-pairs 1
+check "one queue pair, whose vector the contract leaves out, by interrupts: 2, not SIGFPE" \
+    test "$(exit_status "$tools/vfioq-selftest" "vfio-user:$sock" --depths 1 --interrupts --quiet)" -eq 2
+check "saying so" contains "$tmp/setup" "1 queue pair(s) and 0 with an interrupt vector"
+check "polled, the one queue pair is tested" "$tools/vfioq-selftest" "vfio-user:$sock" --depths 1,64 --quiet
+stop_devsim
+start_devsim "$sock" --devmem-size 1000
+check "device memory too small for the depth: 2, not SIGFPE" \
+    test "$(exit_status "$tools/vfioq-selftest" "vfio-user:$sock" --depths 4096 --quiet)" -eq 2
+check "saying how much there is" contains "$tmp/setup" "leaves 0 bytes per command (1000 bytes of device memory)"
+check "vfioq-perf too: 2" \
+    test "$(exit_status "$tools/vfioq-perf" --duration 1 --no-references "vfio-user:$sock")" -eq 2
+check "saying why" contains "$tmp/setup" "1000 bytes of device memory hold no 4096-byte block"
 stop_devsim
 
 report
