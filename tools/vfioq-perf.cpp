@@ -353,7 +353,7 @@ int main(int argc, char** argv) {
     }
 
     const std::time_t started = std::time(nullptr);
-    References refs;
+    std::optional<References> refs;
     if (o.references) refs = measure_references(o.w.batch ? o.w.batch : o.w.depth);
 
     std::atomic<Phase> phase{Phase::kWarmUp};

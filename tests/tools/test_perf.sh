@@ -39,6 +39,15 @@ check "JSON: the goals this run measures, each met or missed by a figure" json "
 check "the text report lists the goals" grep -q "^Goals this run measures" "$tmp/text"
 check "driver and thread CPU per command are both shown" grep -q "driver ns/cmd | thread ns/cmd" "$tmp/text"
 check "CSV: a header, one thread and the total" bash -c "[ \$(wc -l <'$tmp/r.csv') -eq 3 ] && head -1 '$tmp/r.csv' | grep -q '^thread,queue_pair,cpu,bytes,ios' && tail -1 '$tmp/r.csv' | grep -q '^total,'"
+perf_to "$tmp/noref.txt" --duration 0 --ios 2000 --warmup 0 --no-references --json "$tmp/noref.json"
+check "--no-references prints no reference block" bash -c "! grep -q 'References' '$tmp/noref.txt'"
+check "--no-references: JSON references and ratios are null, not zeros" json "$tmp/noref.json" \
+    "r['references'] is None and r['ratios'] is None"
+perf_to "$tmp/verify.txt" --verify --depth 16 --duration 0 --ios 4000 --no-references --json "$tmp/verify.json"
+check "--verify reports the mix it ran, not the 100% reads it was given" bash -c \
+    "grep -Eq '  (4[0-9]|5[0-9])% reads as run \(each block written, then read back\)' '$tmp/verify.txt'"
+check "--verify: JSON read_percent is the share that ran" json "$tmp/verify.json" \
+    "40 <= r['workload']['read_percent'] <= 60 and r['total']['write_ios'] > 0"
 check "--json - prints JSON alone" bash -c "'$tools/vfioq-perf' --duration 0.3 --warmup 0 --no-references --json - | python3 -c 'import json,sys; json.load(sys.stdin)'"
 # The window is timed from when the threads are in it: each one's measured time covers the asked
 # duration, however late a thread starts (two queue pairs, no warm-up, so they start cold).

@@ -115,13 +115,21 @@ Figures figures(const Report& r, int thread) {
     return f;
 }
 
+// The share of reads that ran: --verify decides its own mix (each block written, then read back).
+double measured_read_percent(const Figures& f) { return f.ios ? 100.0 * static_cast<double>(f.read_ios) / static_cast<double>(f.ios) : 0; }
+
+std::string mix_name(const Workload& w, const Figures& f) {
+    if (w.verify) return fmt::format("{:.0f}% reads as run (each block written, then read back)", measured_read_percent(f));
+    return fmt::format("{}% reads", w.read_percent);
+}
+
 void print_text(FILE* out, const Report& r) {
     const Workload& w = r.run.workload;
     fmt::print(out, "vfioq-perf on {} ({}{}), {} queue pair{}, {:.2f} s measured after {:.2f} s of warm-up\n",
                r.run.device, r.run.profile, r.run.model_mode.empty() ? "" : ", model in " + r.run.model_mode + " mode",
                r.threads.size(), r.threads.size() == 1 ? "" : "s", r.run.duration_s, r.run.warmup_s);
-    fmt::print(out, "  {}% reads, {}, {}-byte blocks, depth {}, {} segment{} a command, {}, {} buffers{}\n",
-               w.read_percent, pattern_name(w), block_sizes(w), w.depth, w.segments, w.segments == 1 ? "" : "s",
+    fmt::print(out, "  {}, {}, {}-byte blocks, depth {}, {} segment{} a command, {}, {} buffers{}\n",
+               mix_name(w, figures(r, -1)), pattern_name(w), block_sizes(w), w.depth, w.segments, w.segments == 1 ? "" : "s",
                w.interrupts ? "interrupts" : "polled", w.registration == BufferMode::kPreRegistered ? "pre-registered" : "per-I/O registered",
                w.verify ? ", every read verified" : "");
     fmt::print(out, "  host {}, {} CPUs ({}), started {}\n\n", r.run.host, r.run.cpus, r.run.cpu_model, r.run.started);
@@ -192,19 +200,23 @@ void print_text(FILE* out, const Report& r) {
     fmt::print(out, "  failed commands {}, verify mismatches {}, bad completions from the device {}\n\n", total.errors,
                total.mismatches, total.device_errors);
 
-    const References& ref = r.refs;
-    fmt::print(out, "References (this machine, this run)\n");
-    if (ref.io_uring_error.empty())
-        fmt::print(out, "  io_uring NOP              {:8.1f} ns per operation (batches of {}); driver CPU per command "
-                        "is {:.3f} x that\n",
-                   ref.io_uring_nop_ns, ref.io_uring_batch, ratio(total.driver_ns_per_cmd, ref.io_uring_nop_ns));
-    else
-        fmt::print(out, "  io_uring NOP              not measured: {}\n", ref.io_uring_error);
-    fmt::print(out, "  cache-line round trip     {:8.1f} ns (CPUs {} and {}); average latency is {:.2f} x that{}\n",
-               ref.cache_line_rtt_ns, ref.cache_line_cpus[0], ref.cache_line_cpus[1],
-               ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns), w.depth == 1 ? "" : " (a floor at depth 1 only)");
-    fmt::print(out, "  memcpy, one thread        {:8.2f} GiB/s; the run moved {:.3f} x that{}\n", ref.memcpy_gib_s,
-               ratio(total.mib_s, ref.memcpy_gib_s * 1024), r.run.model_mode == "null" ? " (null mode moves no data)" : "");
+    if (r.refs) {
+        const References& ref = *r.refs;
+        fmt::print(out, "References (this machine, this run)\n");
+        if (ref.io_uring_error.empty())
+            fmt::print(out, "  io_uring NOP              {:8.1f} ns per operation (batches of {}); driver CPU per "
+                            "command is {:.3f} x that\n",
+                       ref.io_uring_nop_ns, ref.io_uring_batch, ratio(total.driver_ns_per_cmd, ref.io_uring_nop_ns));
+        else
+            fmt::print(out, "  io_uring NOP              not measured: {}\n", ref.io_uring_error);
+        fmt::print(out, "  cache-line round trip     {:8.1f} ns (CPUs {} and {}); average latency is {:.2f} x that{}\n",
+                   ref.cache_line_rtt_ns, ref.cache_line_cpus[0], ref.cache_line_cpus[1],
+                   ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns),
+                   w.depth == 1 ? "" : " (a floor at depth 1 only)");
+        fmt::print(out, "  memcpy, one thread        {:8.2f} GiB/s; the run moved {:.3f} x that{}\n", ref.memcpy_gib_s,
+                   ratio(total.mib_s, ref.memcpy_gib_s * 1024),
+                   r.run.model_mode == "null" ? " (null mode moves no data)" : "");
+    }
     const auto g = goals(r);
     if (!g.empty()) {
         fmt::print(out, "\nGoals this run measures\n");
@@ -233,7 +245,7 @@ nlohmann::json to_json(const Report& r) {
                 {"model_cpu", r.run.model_cpu}, {"host", r.run.host},       {"cpu_model", r.run.cpu_model},
                 {"cpus", r.run.cpus},           {"started", r.run.started}, {"duration_s", r.run.duration_s},
                 {"warmup_s", r.run.warmup_s}};
-    j["workload"] = {{"read_percent", w.read_percent},
+    j["workload"] = {{"read_percent", w.verify ? measured_read_percent(figures(r, -1)) : w.read_percent},
                      {"pattern", pattern_name(w)},
                      {"block_sizes", w.block_sizes},
                      {"depth", w.depth},
@@ -292,12 +304,21 @@ nlohmann::json to_json(const Report& r) {
     }
     const Figures total = figures(r, -1);
     j["total"] = figures_json(total);
-    const References& ref = r.refs;
-    j["references"] = {{"io_uring_nop_ns", ref.io_uring_nop_ns},
-                       {"io_uring_batch", ref.io_uring_batch},
-                       {"io_uring_error", ref.io_uring_error},
-                       {"cache_line_round_trip_ns", ref.cache_line_rtt_ns},
-                       {"memcpy_gib_per_s", ref.memcpy_gib_s}};
+    // Without --no-references' measurements, null: not zeros that read as figures.
+    j["references"] = nullptr;
+    j["ratios"] = nullptr;
+    if (r.refs) {
+        const References& ref = *r.refs;
+        j["references"] = {{"io_uring_nop_ns", ref.io_uring_nop_ns},
+                           {"io_uring_batch", ref.io_uring_batch},
+                           {"io_uring_error", ref.io_uring_error},
+                           {"cache_line_round_trip_ns", ref.cache_line_rtt_ns},
+                           {"memcpy_gib_per_s", ref.memcpy_gib_s}};
+        j["ratios"] = {
+            {"driver_cpu_per_command_to_io_uring_nop", ratio(total.driver_ns_per_cmd, ref.io_uring_nop_ns)},
+            {"average_latency_to_cache_line_round_trip", ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns)},
+            {"throughput_to_memcpy", ratio(total.mib_s, ref.memcpy_gib_s * 1024)}};
+    }
     j["total"]["syscalls"] = total.syscalls;
     j["total"]["syscalls_per_command"] = total.syscalls >= 0 ? nlohmann::json(total.syscalls_per_cmd) : nlohmann::json();
     if (total.syscalls < 0) j["total"]["syscalls_not_counted"] = total.syscalls_why;
@@ -309,9 +330,6 @@ nlohmann::json to_json(const Report& r) {
                               {"unit", goal.unit},
                               {"met", goal.met()},
                               {"missed_by_percent", goal.missed_by_percent()}});
-    j["ratios"] = {{"driver_cpu_per_command_to_io_uring_nop", ratio(total.driver_ns_per_cmd, ref.io_uring_nop_ns)},
-                   {"average_latency_to_cache_line_round_trip", ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns)},
-                   {"throughput_to_memcpy", ratio(total.mib_s, ref.memcpy_gib_s * 1024)}};
     return j;
 }
 
@@ -324,7 +342,7 @@ std::vector<Goal> goals(const Report& r) {
     std::vector<Goal> out;
     const Workload& w = r.run.workload;
     const Figures f = figures(r, -1);
-    const References& ref = r.refs;
+    const References ref = r.refs.value_or(References{});
     const bool null_model = r.run.model_mode == "null";
     if (f.ios == 0) return out;
     if (null_model && w.depth == 256 && ref.io_uring_nop_ns > 0)

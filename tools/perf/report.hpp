@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,7 @@ struct RunInfo {
 struct Report {
     RunInfo run;
     std::vector<ThreadResult> threads;
-    References refs;
+    std::optional<References> refs;  // none with --no-references
 };
 
 // The percentiles diskspd prints: min, 25 ... 99.9999999, max (min and max as 0 and 100).
