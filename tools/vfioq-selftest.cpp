@@ -53,7 +53,8 @@ struct Options {
     std::chrono::milliseconds soak{0};  // run for this long (0: a fixed number of commands)
     double fault_rate = 0;              // the built-in model's faults per completion
     uint64_t fault_seed = 1;
-    std::chrono::milliseconds command_timeout{0};  // 0: 30 s, or 250 ms with faults
+    std::optional<std::chrono::milliseconds> command_timeout;  // none: off, or 250 ms with faults
+    std::chrono::seconds stall_limit{120};
 };
 
 void usage(FILE* out) {
@@ -78,7 +79,10 @@ void usage(FILE* out) {
                "                       (error status, dropped, duplicate, wrong-CID, stale-phase, late);\n"
                "                       a failed command is counted and its data written again\n"
                "  --fault-seed N       seed of the injected faults (default 1)\n"
-               "  --timeout-ms MS      per-command timeout (default 30000; 250 with --faults)\n"
+               "  --timeout-ms MS      per-command timeout (default none: a slow device is not a failing\n"
+               "                       one; 250 with --faults, whose lost completions it recovers)\n"
+               "  --stall-timeout S    fail when no command at all has completed for S seconds, naming\n"
+               "                       what is outstanding (default 120): a hang, not slowness\n"
                "  --quiet              print only failures and the verdict\n"
                "  --log-level LEVEL    trace, debug, info, warn, error or off, or SUBSYSTEM=LEVEL,...\n"
                "\n"
@@ -101,7 +105,7 @@ Options parse(int argc, char** argv) {
     std::optional<std::string_view> log_level;
     enum {
         kDepths = 1000, kQps, kCommands, kMaxBytes, kMaxSeg, kSeed, kInterrupts, kQuiet, kLog, kHelp, kPrp,
-        kSegAlign, kSoak, kFaults, kFaultSeed, kTimeout
+        kSegAlign, kSoak, kFaults, kFaultSeed, kTimeout, kStall
     };
     static const option longs[] = {{"depths", required_argument, nullptr, kDepths},
                                    {"queue-pairs", required_argument, nullptr, kQps},
@@ -117,6 +121,7 @@ Options parse(int argc, char** argv) {
                                    {"faults", required_argument, nullptr, kFaults},
                                    {"fault-seed", required_argument, nullptr, kFaultSeed},
                                    {"timeout-ms", required_argument, nullptr, kTimeout},
+                                   {"stall-timeout", required_argument, nullptr, kStall},
                                    {"log-level", required_argument, nullptr, kLog},
                                    {"help", no_argument, nullptr, kHelp},
                                    {nullptr, 0, nullptr, 0}};
@@ -167,6 +172,12 @@ Options parse(int argc, char** argv) {
             }
             case kFaultSeed: o.fault_seed = number("--fault-seed", optarg); break;
             case kTimeout: o.command_timeout = std::chrono::milliseconds(number("--timeout-ms", optarg)); break;
+            case kStall: {
+                const uint64_t sec = number("--stall-timeout", optarg);
+                if (sec == 0 || sec > 86400) cli::fail(kTool, "--stall-timeout takes 1 to 86400 seconds", 2);
+                o.stall_limit = std::chrono::seconds(sec);
+                break;
+            }
             case kLog: log_level = optarg; break;
             case 'h':
             case kHelp: usage(stdout); std::exit(0);
@@ -179,8 +190,7 @@ Options parse(int argc, char** argv) {
     if (o.max_bytes == 0) cli::fail(kTool, "--max-bytes must be at least 1", 2);
     if (o.fault_rate > 0 && o.device != "model")
         cli::fail(kTool, "--faults needs the built-in model (DEVICE model); for a vfioq-devsim give it --fault", 2);
-    if (o.command_timeout.count() == 0)
-        o.command_timeout = o.fault_rate > 0 ? std::chrono::milliseconds(250) : std::chrono::milliseconds(30000);
+    if (!o.command_timeout && o.fault_rate > 0) o.command_timeout = std::chrono::milliseconds(250);
     cli::setup_logging(kTool, log_level);
     return o;
 }
@@ -273,9 +283,10 @@ public:
             const auto now = Clock::now();
             if (n > 0) {
                 last_progress = now;
-            } else if (now - last_progress > kStallLimit) {
-                verdict_.fail(fmt::format("queue pair {}: no completion for {} s with {} commands outstanding",
-                                          qp_.id(), kStallLimit.count(), qp_.outstanding()));
+            } else if (now - last_progress > o_.stall_limit) {
+                verdict_.fail(fmt::format("queue pair {}: no completion for {} s with {} commands outstanding "
+                                          "(--stall-timeout)",
+                                          qp_.id(), o_.stall_limit.count(), qp_.outstanding()));
                 return;
             }
         }
@@ -419,7 +430,6 @@ private:
     uint64_t next_sequence_ = 1;
     uint64_t verified_ = 0;
     uint64_t commands_ = 0;
-    static constexpr std::chrono::seconds kStallLimit{15};
 };
 
 template <typename T>
@@ -437,7 +447,7 @@ std::unique_ptr<Device> open_device(const Options& o) {
     f.error_status = f.drop = f.duplicate = f.wrong_cid = f.stale_phase = f.late = each;
     f.seed = o.fault_seed;
     // Late, but within the timeout: it must come back as the card's own completion.
-    f.late_by_us = static_cast<uint32_t>(std::chrono::microseconds(o.command_timeout).count() / 3);
+    f.late_by_us = static_cast<uint32_t>(std::chrono::microseconds(*o.command_timeout).count() / 3);
     auto pair = setup(vfio_user::make_socket_pair());
     auto server = setup(model::ModelServer::start(config, std::move(pair.second)));
     auto transport = setup(open_vfio_user(std::move(pair.first), "model"));
@@ -486,7 +496,7 @@ void run_round(Device& device, Controller& controller, const Options& o, uint32_
         qo.depth = depth;
         qo.interrupts = o.interrupts;
         qo.sgl_pages = std::max<uint32_t>(64, depth / 2);
-        qo.command_timeout = o.command_timeout;
+        qo.command_timeout = o.command_timeout.value_or(std::chrono::milliseconds(0));  // 0: none
         pairs.push_back(setup(controller.create_queue_pair(qo)));
         hosts.push_back(setup(device.dma().allocate(o.host_budget)));
         workers.push_back(std::make_unique<Worker>(*pairs.back(), hosts.back(), o, info, depth, card_span * q,
@@ -596,7 +606,7 @@ int main(int argc, char** argv) {
         if (!o.quiet)
             fmt::print("soak for {} ms in rounds of {} ms{}\n", o.soak.count(), round_len.count(),
                        o.fault_rate > 0 ? fmt::format(", {} faults per completion (seed {}), command timeout {} ms",
-                                                      o.fault_rate, o.fault_seed, o.command_timeout.count())
+                                                      o.fault_rate, o.fault_seed, o.command_timeout->count())
                                         : "");
         while (Clock::now() < end || round < 2) {
             const auto now = Clock::now();

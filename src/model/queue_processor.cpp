@@ -254,6 +254,7 @@ bool QueueProcessor::fetch(uint16_t qid, Queue& q, Clock::time_point now) {
         }
         if (++q.sq_head == q.sq_entries) q.sq_head = 0;
         ++q.unposted;
+        fetched_.fetch_add(1, std::memory_order_release);
         work = true;
         const auto due = now + config_.latency;
         if (!workers_.empty()) {

@@ -36,6 +36,9 @@ public:
     void stop();
     // Something changed (a register written by message): look now rather than after an idle sleep.
     void kick();
+    // Submission entries fetched since the processor started, every queue together: what a test
+    // waits for where a card's own registers cannot tell.
+    [[nodiscard]] uint64_t fetched() const { return fetched_.load(std::memory_order_acquire); }
 
 private:
     using Clock = std::chrono::steady_clock;
@@ -112,6 +115,7 @@ private:
     std::deque<Job> jobs_;
     std::mutex finished_mutex_;
     std::vector<Finished> finished_;
+    std::atomic<uint64_t> fetched_{0};
 };
 
 }  // namespace vfioq::model

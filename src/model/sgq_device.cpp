@@ -434,6 +434,8 @@ void SgqDevice::function_reset() {
     msix_.reset();
 }
 
+uint64_t SgqDevice::commands_fetched() const { return processor_ ? processor_->fetched() : 0; }
+
 void SgqDevice::client_disconnected() {
     dma_.clear();
     dma_.set_client_access(nullptr);

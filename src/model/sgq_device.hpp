@@ -107,6 +107,8 @@ public:
     // Counts controller resets.
     [[nodiscard]] uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
     [[nodiscard]] uint32_t doorbell_value(uint64_t offset) { return doorbell(offset).load(std::memory_order_acquire); }
+    // Submission entries the card has fetched, every queue together (for tests).
+    [[nodiscard]] uint64_t commands_fetched() const;
     // Q_STATUS.ERROR, the ERR_STATUS bit, ERR_QID and vector 0, if the queue is still in `generation`.
     void halt_queue(uint32_t qid, uint64_t generation, uint32_t err_bit, uint16_t cid, const char* why);
     // A disabled queue has drained: ENABLED (and ERROR) clear.

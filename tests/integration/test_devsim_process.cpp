@@ -95,7 +95,7 @@ TEST_F(Devsim, OneClientAtATimeAndTheNextFindsAQuietCard) {
 
 TEST_F(Devsim, KilledServerGivesAClearErrorNotAHang) {
     OpenOptions patient;
-    patient.vfio_user.reply_timeout = 30s;
+    patient.vfio_user.reply_timeout = 120s;
     auto dev = Device::open(address(), patient);
     ASSERT_TRUE(dev.has_value()) << dev.error().message;
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
@@ -113,7 +113,7 @@ TEST_F(Devsim, KilledServerGivesAClearErrorNotAHang) {
     EXPECT_EQ(again.error().code, ENODEV);
     EXPECT_NE(again.error().message.find("gone"), std::string::npos) << again.error().message;
     EXPECT_NE(r.error().message.find(address()), std::string::npos) << r.error().message;
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 60s) << "the 120 s timeout was waited out";
 }
 
 TEST_F(Devsim, SigtermExitsCleanlyAndRemovesTheSocket) {

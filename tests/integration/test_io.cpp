@@ -210,7 +210,7 @@ TEST(Io, EveryStatusCodeOfTheSpecSurfacesByName) {
 
     // ABORTED: a slow card whose queue is disabled with commands fetched.
     model::ModelConfig slow;
-    slow.latency = std::chrono::milliseconds(300);
+    slow.latency = std::chrono::seconds(30);  // fetched, and still waiting when the queue is disabled
     Card slow_card(slow);
     auto sqp = slow_card.queue_pair({.depth = 8});
     auto sbuf = slow_card.buffer(4096);
@@ -219,7 +219,7 @@ TEST(Io, EveryStatusCodeOfTheSpecSurfacesByName) {
     for (uintptr_t i = 0; i < 4; ++i) ASSERT_TRUE(sqp->submit({Opcode::kWrite, 0, {&seg, 1}, Tally::callback, key(i)}));
     ASSERT_TRUE(test::eventually([&] { return *slow_card.device->read64(sgq::kRegisterBar, sgq::kRegStatCmds) == 0 &&
                                               slow_card.model.device->queue_config(0).status != 0; }));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the card fetch them
+    ASSERT_TRUE(test::eventually([&] { return slow_card.model.device->commands_fetched() >= 4; }));
     ASSERT_TRUE(sqp->close());
     ASSERT_EQ(aborted.count.size(), 4u);
     for (auto& [k, s] : aborted.status) expect("ABORTED", s);

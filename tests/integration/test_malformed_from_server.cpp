@@ -65,9 +65,16 @@ void handshake(MessageSocket& s) {
     reply(s, info, bytes(DeviceInfoPayload{16, VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET, 9, 5}));
 }
 
+// Replies the script sends come well within this on a loaded machine; a test about a reply that never
+// comes uses impatient() instead.
 VfioUserOptions quick() {
     VfioUserOptions o;
-    o.reply_timeout = milliseconds(300);
+    o.reply_timeout = milliseconds(20000);
+    return o;
+}
+VfioUserOptions impatient() {
+    VfioUserOptions o;
+    o.reply_timeout = milliseconds(2000);
     return o;
 }
 
@@ -126,10 +133,10 @@ TEST(MalformedServer, SilentServerTimesOut) {
         wait_closed(s);
     });
     const auto start = std::chrono::steady_clock::now();
-    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    auto t = open_vfio_user(std::move(server.client_end), "fake", impatient());
     ASSERT_FALSE(t.has_value());
     EXPECT_EQ(t.error().code, ETIMEDOUT);
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << "a hang, not a timeout";
 }
 
 TEST(MalformedServer, ServerClosesDuringHandshake) {
@@ -242,14 +249,11 @@ TEST(MalformedServer, ServerCommandsAreServedOrRefused) {
         (void)s.send(Header{102, static_cast<uint16_t>(Command::kDmaWrite), 0, kFlagTypeCommand, 0},
                      std::vector<std::byte>(5));
         for (int i = 0; i < 3; ++i) answers.push_back(next(s));
-        wait_closed(s);
     });
     auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
     ASSERT_TRUE(t.has_value());
     server.client_end.reset();
-    std::this_thread::sleep_for(milliseconds(200));
-    t->reset();
-    server.thread.join();
+    server.thread.join();  // once it has every answer
     ASSERT_EQ(answers.size(), 3u);
     EXPECT_TRUE(answers[0].is_error());
     EXPECT_EQ(answers[0].header.error_reply, static_cast<uint32_t>(EFAULT));
@@ -269,13 +273,12 @@ TEST(MalformedServer, ALateReplyToARequestThatTimedOutIsDroppedAndTheNextCounts)
         reply(s, second, bytes(IrqInfoPayload{16, VFIO_IRQ_INFO_EVENTFD, 2, 8}));
         wait_closed(s);
     });
-    auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
+    auto t = open_vfio_user(std::move(server.client_end), "fake", impatient());
     ASSERT_TRUE(t.has_value());
     auto timed_out = (*t)->irq_info(2);
     ASSERT_FALSE(timed_out);
     EXPECT_EQ(timed_out.error().code, ETIMEDOUT);
-    gave_up.set_value();
-    std::this_thread::sleep_for(milliseconds(200));  // the late reply arrives first, most often
+    gave_up.set_value();  // the late reply comes before the next request's, which it must not be taken for
     auto irq = (*t)->irq_info(2);
     ASSERT_TRUE(irq.has_value()) << irq.error().message;
     EXPECT_EQ(irq->count, 8u);
@@ -290,7 +293,7 @@ TEST(MalformedServer, AReplyWithTheWrongMessageIdFailsItsRequestAtOnceNamingIt) 
         wait_closed(s);
     });
     VfioUserOptions slow;
-    slow.reply_timeout = std::chrono::seconds(60);
+    slow.reply_timeout = std::chrono::seconds(120);
     auto t = open_vfio_user(std::move(server.client_end), "fake", slow);
     ASSERT_TRUE(t.has_value());
     const auto start = std::chrono::steady_clock::now();
@@ -298,7 +301,7 @@ TEST(MalformedServer, AReplyWithTheWrongMessageIdFailsItsRequestAtOnceNamingIt) 
     ASSERT_FALSE(irq);
     EXPECT_EQ(irq.error().code, EPROTO);
     EXPECT_NE(irq.error().message.find("message id"), std::string::npos) << irq.error().message;
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30)) << "not the whole timeout";
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << "the 120 s timeout was waited out";
 }
 
 size_t open_fds() {
@@ -335,7 +338,7 @@ TEST(MalformedServer, ServerDyingMidSessionFailsEveryLaterRequestAtOnce) {
         (void)next(s);  // take a request and die without answering
     });
     VfioUserOptions slow;
-    slow.reply_timeout = std::chrono::seconds(30);
+    slow.reply_timeout = std::chrono::seconds(120);
     auto t = open_vfio_user(std::move(server.client_end), "fake", slow);
     ASSERT_TRUE(t.has_value());
     const auto start = std::chrono::steady_clock::now();
@@ -345,7 +348,7 @@ TEST(MalformedServer, ServerDyingMidSessionFailsEveryLaterRequestAtOnce) {
     auto again = (*t)->reset();
     ASSERT_FALSE(again.has_value());
     EXPECT_NE(again.error().message.find("connection to the server lost"), std::string::npos) << again.error().message;
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << "the 120 s timeout was waited out";
 }
 
 TEST(MalformedServer, WindowsGoWithTheConnectionSoUnmappingThemAfterItSucceeds) {
@@ -404,7 +407,6 @@ std::vector<Message> serve_script(MessageSocket& s, const std::vector<std::pair<
     }
     std::vector<Message> answers;
     for (size_t i = 0; i < script.size(); ++i) answers.push_back(next(s));
-    wait_closed(s);
     return answers;
 }
 
@@ -423,9 +425,7 @@ TEST(ScriptedServer, DmaReadAndWriteAreServedForFdBackedWindowsToo) {
     auto t = open_vfio_user(std::move(server.client_end), "fake", quick());
     ASSERT_TRUE(t.has_value());
     ASSERT_TRUE((*t)->dma_map(DmaMapping{0x20000, 4096, mem, memfd.get(), 0, true, true}));
-    std::this_thread::sleep_for(milliseconds(200));
-    (void)(*t)->reset();
-    server.thread.join();
+    server.thread.join();  // once it has every answer
     ASSERT_EQ(answers.size(), 2u);
     EXPECT_FALSE(answers[0].is_error()) << std::strerror(static_cast<int>(answers[0].header.error_reply));
     EXPECT_EQ(std::string(mem, 16), "01234567WXYZcdef");
@@ -457,9 +457,7 @@ TEST(ScriptedServer, DmaToMemoryTheProcessCanNoLongerReachIsRefusedNotACrash) {
     ASSERT_EQ(::mprotect(mem, 4096, PROT_READ), 0);
     ASSERT_EQ(::munmap(mem + 4096, 4096), 0);
     go.set_value();
-    std::this_thread::sleep_for(milliseconds(200));
-    (void)(*t)->reset();
-    server.thread.join();
+    server.thread.join();  // once it has every answer
     ASSERT_EQ(answers.size(), 3u);
     EXPECT_TRUE(answers[0].is_error());
     EXPECT_EQ(answers[0].header.error_reply, static_cast<uint32_t>(EFAULT));

@@ -24,7 +24,9 @@ using test::expect_each_once;
 using test::Seen;
 using test::with_faults;
 
-constexpr auto kTimeout = 100ms;
+// Long enough that a command the card does answer is never late for it on a loaded machine
+// (sanitizers, both cores busy): only the commands a fault withholds time out.
+constexpr auto kTimeout = 1s;
 
 struct Card : test::ModelCard {
     explicit Card(model::ModelConfig config = {}, QueuePairOptions o = {.depth = 64, .command_timeout = kTimeout})
@@ -259,10 +261,9 @@ TEST(Recovery, RegistersReadingAllOnesMeanTheDeviceIsGone) {
 TEST(Recovery, AClosedConnectionIsSeenAtOnceAndNothingHangsOrFaults) {
     Seen seen;  // outlives the card: closing reports to it
     // A long timeout: the removal must be noticed from the connection, not from a timeout.
-    Card card(with_faults({"3:disconnect"}), {.depth = 64, .command_timeout = 20s});
-    const auto start = std::chrono::steady_clock::now();
+    Card card(with_faults({"3:disconnect"}), {.depth = 64, .command_timeout = 120s});
     card.write_all(1, 5, seen);
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+    EXPECT_EQ(card.qp->stats().timeouts, 0u) << "seen from the connection, not waited out";
     expect_each_once(seen, 1, 5);
     // What the card posted before it went is its answer, even if the host had not reaped it yet.
     for (uintptr_t i : {1u, 2u}) EXPECT_EQ(seen.first(i), IoStatus::kSuccess) << i;
@@ -288,11 +289,11 @@ TEST(Recovery, WaitingForAnInterruptSeesTheTimeoutWithoutWaitingItOut) {
     const DmaSegment s = card.buf.segment(0, 512);
     ASSERT_TRUE(card.qp->submit({Opcode::kWrite, 0, {&s, 1}, Seen::callback, reinterpret_cast<void*>(1)}));
     const auto start = std::chrono::steady_clock::now();
-    while (seen.by_command.empty() && std::chrono::steady_clock::now() - start < 5s) {
-        auto n = card.qp->wait(10s);
+    while (seen.by_command.empty() && std::chrono::steady_clock::now() - start < 60s) {
+        auto n = card.qp->wait(120s);
         ASSERT_TRUE(n) << n.error().message;
     }
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 60s) << "the wait of 120 s was waited out";
     EXPECT_EQ(seen.first(1), IoStatus::kTimeout);
     static bool ok;
     ok = false;

@@ -8,7 +8,8 @@ build=${1:?usage: test_perf.sh BUILD_DIR}
 tools=$build/tools
 # shellcheck source=harness.sh
 . "$(dirname "$0")/harness.sh"
-perf() { "$tools/vfioq-perf" --warmup 0.2 --duration 1 "$@"; }
+# A stall is a hang only after two minutes: a loaded machine is slow, not stalled (a later --stall-timeout wins).
+perf() { "$tools/vfioq-perf" --warmup 0.2 --duration 1 --stall-timeout 120 "$@"; }
 perf_to() {  # perf_to FILE ARGS...: a run that must succeed, its output in FILE
     local out=$1
     shift
@@ -48,7 +49,7 @@ check "--verify reports the mix it ran, not the 100% reads it was given" bash -c
     "grep -Eq '  (4[0-9]|5[0-9])% reads as run \(each block written, then read back\)' '$tmp/verify.txt'"
 check "--verify: JSON read_percent is the share that ran" json "$tmp/verify.json" \
     "40 <= r['workload']['read_percent'] <= 60 and r['total']['write_ios'] > 0"
-check "--json - prints JSON alone" bash -c "'$tools/vfioq-perf' --duration 0.3 --warmup 0 --no-references --json - | python3 -c 'import json,sys; json.load(sys.stdin)'"
+check "--json - prints JSON alone" bash -c "'$tools/vfioq-perf' --duration 0.3 --warmup 0 --stall-timeout 120 --no-references --json - | python3 -c 'import json,sys; json.load(sys.stdin)'"
 # The window is timed from when the threads are in it: each one's measured time covers the asked
 # duration, however late a thread starts (two queue pairs, no warm-up, so they start cold).
 perf_to "$tmp/w.txt" --queue-pairs 2 --depth 64 --warmup 0 --duration 0.05 --no-references --json "$tmp/w.json"

@@ -144,7 +144,8 @@ TEST(MessageSocket, PeerStallingMidMessageTimesOutInsteadOfHanging) {
     const auto start = std::chrono::steady_clock::now();
     auto m = p.b.receive(std::chrono::milliseconds(1000), kMaxMessageSize, kMaxMsgFds, std::chrono::milliseconds(100));
     ASSERT_FALSE(m.has_value());
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+    EXPECT_NE(m.error().message.find("stopped in the middle of a message"), std::string::npos) << m.error().message;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << "a hang, not a timeout";
 }
 
 TEST(MessageSocket, SendToAClosedPeerIsAnErrorNotASignal) {
