@@ -15,6 +15,7 @@
 
 #include "cli.hpp"
 #include "model/model_server.hpp"
+#include "perf/diskspd_flags.hpp"
 #include "perf/report.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
@@ -39,6 +40,7 @@ struct Options {
     bool references = true;
     int progress = -1;  // -1: when stderr is a terminal
     std::string json_path, csv_path;
+    std::string diskspd_flags;
 };
 
 void usage(FILE* out) {
@@ -67,6 +69,9 @@ void usage(FILE* out) {
                "  --ios N              or: commands per queue pair to measure\n"
                "  --warmup S           seconds before measuring (default 1)\n"
                "  --stall-timeout S    stop when no command has completed for S seconds (default 10)\n"
+               "  --diskspd \"FLAGS\"    the workload as diskspd's flags, as given to diskspd: -b -o -t -r -s -w\n"
+               "                       -d -W -L -D (and -S, a cache there is none of here); flags with no\n"
+               "                       meaning here (-c -F -O -g -Z ...) are refused with the reason\n"
                "  --interval-ms N      IOPS deviation over intervals of N ms (default 1000)\n"
                "  --cpus LIST          CPUs for the threads, in order (default: the device's NUMA node's,\n"
                "                       or the process's)\n"
@@ -135,7 +140,7 @@ Options parse(int argc, char** argv) {
     enum {
         kReadPct = 1000, kWrite, kSeq, kBlock, kDepth, kBatch, kSegments, kQps, kIrq, kReg, kVerify, kDuration,
         kIos, kWarmup, kInterval, kCpus, kNoPin, kNoRefs, kProgress, kNoProgress, kSeed, kModelMode, kModelCpu,
-        kJson, kCsv, kLog, kHelp, kStall
+        kJson, kCsv, kLog, kHelp, kStall, kDiskspd
     };
     static const option longs[] = {{"read-percent", required_argument, nullptr, kReadPct},
                                    {"write", no_argument, nullptr, kWrite},
@@ -164,6 +169,7 @@ Options parse(int argc, char** argv) {
                                    {"csv", required_argument, nullptr, kCsv},
                                    {"log-level", required_argument, nullptr, kLog},
                                    {"stall-timeout", required_argument, nullptr, kStall},
+                                   {"diskspd", required_argument, nullptr, kDiskspd},
                                    {"help", no_argument, nullptr, kHelp},
                                    {nullptr, 0, nullptr, 0}};
     int c;
@@ -215,6 +221,21 @@ Options parse(int argc, char** argv) {
             case kJson: o.json_path = optarg; break;
             case kCsv: o.csv_path = optarg; break;
             case kLog: log_level = optarg; break;
+            case kDiskspd: {
+                auto d = parse_diskspd_flags(optarg);
+                if (!d) cli::fail(kTool, d.error().message, 2);
+                o.diskspd_flags = optarg;
+                o.w.block_sizes = {d->block};
+                o.w.depth = d->outstanding;
+                o.queue_pairs = d->threads;
+                o.w.random = d->random;
+                o.w.read_percent = 100 - d->write_percent;
+                o.duration_s = d->duration_s;
+                o.warmup_s = d->warmup_s;
+                o.w.interval_ns = uint64_t{d->iops_interval_ms} * 1'000'000;
+                for (const auto& note : d->notes) fmt::print(stderr, "{}: note: --diskspd {}\n", kTool, note);
+                break;
+            }
             case kHelp: usage(stdout); std::exit(0);
             default: usage(stderr); std::exit(2);
         }
@@ -429,6 +450,7 @@ int main(int argc, char** argv) {
     std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&started));
     report.run.started = stamp;
     report.run.warmup_s = o.warmup_s;
+    report.run.diskspd_flags = o.diskspd_flags;
     report.run.workload = o.w;
     report.refs = refs;
     for (auto& w : workers) report.threads.push_back(w->result());

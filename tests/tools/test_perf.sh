@@ -125,7 +125,8 @@ check "a CPU the process may not use is refused" refuses "CPU 4000 is not one th
 
 # The pictures and the diskspd comparison, from reports of this run.
 scripts=$(cd "$(dirname "$0")/../../scripts" && pwd)
-sample=$(cd "$(dirname "$0")/../perf" && pwd)/diskspd-4k-random-read.xml
+fixtures=$(cd "$(dirname "$0")/../perf" && pwd)
+sample=$fixtures/diskspd-4k-random-read.xml
 for d in 1 32; do perf_to "$tmp/d$d.txt" --depth "$d" --duration 0 --ios 5000 --no-references --json "$tmp/d$d.json"; done
 check "perf-plot draws latency pictures and depth scaling" "$scripts/perf-plot" --out "$tmp/plots" "$tmp/d1.json" "$tmp/d32.json"
 for f in latency-d1 latency-d32 depth-scaling; do
@@ -135,15 +136,73 @@ check "perf-plot draws SVG too" bash -c "'$scripts/perf-plot' --format svg --out
 check "perf-plot refuses what is not a report" bash -c "! '$scripts/perf-plot' '$sample' 2>'$tmp/err' && grep -q 'perf-plot: ' '$tmp/err'"
 "$scripts/perf-compare-diskspd" "$sample" "$tmp/d32.json" --plot "$tmp/cmp.png" >"$tmp/cmp" 2>&1 || true
 check "perf-compare-diskspd lays the figures side by side" bash -c \
-    "grep -Eq '^IOPS +\\| +1248000.00 \\| +[0-9.]+ \\| +[0-9.]+\$' '$tmp/cmp' && grep -q '^latency 9-nines us' '$tmp/cmp' && grep -q '^MiB/s' '$tmp/cmp'"
-check "perf-compare-diskspd reads diskspd's CPU and IOPS deviation" bash -c \
-    "grep -Eq '^IOPS std dev +\\| +8210.50' '$tmp/cmp' && grep -Eq '^busiest CPU kernel % +\\| +43.05' '$tmp/cmp'"
-check "perf-compare-diskspd says when the workloads differ" grep -q "do not measure the same workload" "$tmp/cmp"
+    "grep -Eq '^IOPS +\\| +199605.80 \\| +[0-9.]+ \\| +[0-9.]+\$' '$tmp/cmp' && grep -q '^latency 9-nines us' '$tmp/cmp' && grep -q '^MiB/s' '$tmp/cmp'"
+check "perf-compare-diskspd reads diskspd's IOPS deviation and the busiest CPU" bash -c \
+    "grep -Eq '^IOPS std dev +\\| +2340.84' '$tmp/cmp' && grep -Eq '^busiest CPU user % +\\| +18.45' '$tmp/cmp' &&
+     grep -Eq '^busiest CPU kernel % +\\| +43.05' '$tmp/cmp'"
+check "perf-compare-diskspd says when the workloads are the same" grep -q "the two runs measure the same workload" "$tmp/cmp"
+check "perf-compare-diskspd says when the workloads differ, and how" bash -c \
+    "'$scripts/perf-compare-diskspd' '$sample' '$tmp/d1.json' | grep -q 'do not measure the same workload: outstanding I/Os per thread 32 against 1'"
 check "perf-compare-diskspd draws the comparison" bash -c "head -c 8 '$tmp/cmp.png' | od -An -c | grep -q 'P   N   G'"
+compare() {  # compare FIXTURE REPORT: the side-by-side in $tmp/cmp, its errors in $tmp/err
+    "$scripts/perf-compare-diskspd" "$fixtures/$1" "$2" >"$tmp/cmp" 2>"$tmp/err"
+}
+row() { grep -E "^$1 +\\| +$2 +\\|" "$tmp/cmp"; }  # row FIGURE DISKSPD-VALUE
+check "without -L diskspd's latency is N/A, not 0" bash -c \
+    "$(declare -f compare row); fixtures='$fixtures' scripts='$scripts' tmp='$tmp'; compare diskspd-no-latency.xml '$tmp/d1.json' &&
+     row 'avg latency us' N/A && row 'latency std dev us' N/A && row 'latency 99th us' N/A && grep -q 'without -L' '$tmp/cmp'"
+check "without -D diskspd's IOPS deviation is N/A, not 0" bash -c \
+    "$(declare -f compare row); fixtures='$fixtures' scripts='$scripts' tmp='$tmp'; compare diskspd-no-iops-deviation.xml '$tmp/d1.json' &&
+     row 'IOPS std dev' N/A && grep -q 'without -D' '$tmp/cmp' && ! row 'avg latency us' N/A"
+check "outstanding I/Os per thread: -F with -O is the pool's RequestCount" bash -c \
+    "$(declare -f compare row); fixtures='$fixtures' scripts='$scripts' tmp='$tmp'; compare diskspd-thread-pool.xml '$tmp/d1.json' &&
+     row 'outstanding I/Os per thread' 64 && grep -q 'thread pool' '$tmp/cmp'"
+check "several threads on several targets: per thread, the sum over its targets; CPU from one CPU" bash -c \
+    "$(declare -f compare row); fixtures='$fixtures' scripts='$scripts' tmp='$tmp'; compare diskspd-threads-targets-writes.xml '$tmp/d1.json' &&
+     row threads 4 && row 'outstanding I/Os per thread' 16 && row 'block size' 8192 && row 'write % \\(asked\\)' 100 &&
+     row 'busiest CPU user %' 2.10 && row 'busiest CPU kernel %' 44.70"
+perf_to "$tmp/same.txt" --diskspd "-b4K -o32 -t2 -r -w30 -d1 -W0 -L -D" --no-references --json "$tmp/same.json"
+check "vfioq-perf --diskspd runs diskspd's workload: a mixed run compared read and write apart" bash -c \
+    "$(declare -f compare row); fixtures='$fixtures' scripts='$scripts' tmp='$tmp'; compare diskspd-mixed.xml '$tmp/same.json' &&
+     grep -q 'the two runs measure the same workload' '$tmp/cmp' && grep -q 'ran diskspd.s own flags: -b4K -o32 -t2' '$tmp/cmp' &&
+     grep -Eq '^read avg latency us +\\| +[0-9.]+ +\\| +[0-9.]+' '$tmp/cmp' && grep -Eq '^write avg latency us +\\| +[0-9.]+ +\\| +[0-9.]+' '$tmp/cmp' &&
+     grep -q '^write latency 99th us' '$tmp/cmp'"
+check "vfioq-perf --diskspd refuses a flag with no meaning here, saying why" bash -c \
+    "! '$tools/vfioq-perf' --diskspd '-b4K -c64G' 2>'$tmp/err' && grep -q \"'-c64G' has no meaning here: it creates a file\" '$tmp/err'"
+check "vfioq-perf --diskspd refuses a target path" bash -c \
+    "! '$tools/vfioq-perf' --diskspd '-b4K \\\\.\\PhysicalDrive2' 2>'$tmp/err' && grep -q 'a target path has no meaning' '$tmp/err'"
+# Bad input: one line naming it, never a traceback.
+one_line() {  # one_line WORDS COMMAND...: fails with one line on stderr that has WORDS
+    if "${@:2}" >/dev/null 2>"$tmp/err1"; then return 1; fi
+    [ "$(wc -l <"$tmp/err1")" -eq 1 ] && grep -q -- "$1" "$tmp/err1" && ! grep -q Traceback "$tmp/err1"
+}
+sed 's|<IOCount>\([0-9]*\)</IOCount>|<IOCount>lots</IOCount>|' "$fixtures/diskspd-4k-random-read.xml" >"$tmp/nan.xml"
+check "a figure that is not a number" one_line "IOCount is 'lots', not a number" "$scripts/perf-compare-diskspd" "$tmp/nan.xml" "$tmp/d1.json"
+sed '0,/<Percentile>50<\/Percentile>/s||<Percentile></Percentile>|' "$fixtures/diskspd-4k-random-read.xml" >"$tmp/empty.xml"
+check "an empty percentile" one_line "no Percentile" "$scripts/perf-compare-diskspd" "$tmp/empty.xml" "$tmp/d1.json"
+sed 's|<TestTimeSeconds>[0-9.]*</TestTimeSeconds>|<TestTimeSeconds>0.00</TestTimeSeconds>|' "$fixtures/diskspd-4k-random-read.xml" >"$tmp/zero.xml"
+check "a zero test time" one_line "measured nothing" "$scripts/perf-compare-diskspd" "$tmp/zero.xml" "$tmp/d1.json"
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); del r['total']['latency']; json.dump(r, open(sys.argv[2],'w'))" "$tmp/d1.json" "$tmp/nokey.json"
+check "a report missing a key" one_line "without 'latency'" "$scripts/perf-compare-diskspd" "$fixtures/diskspd-4k-random-read.xml" "$tmp/nokey.json"
+check "a plot path that cannot be written" one_line "cannot write the picture" \
+    "$scripts/perf-compare-diskspd" "$fixtures/diskspd-4k-random-read.xml" "$tmp/d1.json" --plot "$tmp/no/such/dir/p.png"
+mkdir -p "$tmp/nompl/matplotlib" && echo 'raise ImportError("no matplotlib here")' >"$tmp/nompl/matplotlib/__init__.py"
+check "matplotlib missing" one_line "matplotlib is not installed" env PYTHONPATH="$tmp/nompl" \
+    "$scripts/perf-compare-diskspd" "$fixtures/diskspd-4k-random-read.xml" "$tmp/d1.json" --plot "$tmp/p.png"
+printf 'Command Line: diskspd -b4K -o32 -t1 -r -d10 -L PhysicalDrive2\r\n\r\nInput parameters:\r\n' >"$tmp/text.out"
+check "diskspd's text output hints at -Rxml and no -v" one_line "must run with -Rxml, and without -v" \
+    "$scripts/perf-compare-diskspd" "$tmp/text.out" "$tmp/d1.json"
+check "a closed pipe is no traceback" bash -c \
+    "'$scripts/perf-compare-diskspd' '$fixtures/diskspd-mixed.xml' '$tmp/same.json' 2>'$tmp/err' | head -1 >/dev/null; ! grep -q Traceback '$tmp/err'"
 check "perf-compare-diskspd refuses an XML that is not diskspd's" bash -c \
     "echo '<Other/>' >'$tmp/other.xml'; ! '$scripts/perf-compare-diskspd' '$tmp/other.xml' '$tmp/d1.json' 2>'$tmp/err' && grep -q 'not a diskspd XML result' '$tmp/err'"
 check "perf-compare-diskspd refuses a missing file by name" bash -c \
     "! '$scripts/perf-compare-diskspd' '$tmp/none.xml' '$tmp/d1.json' 2>'$tmp/err' && grep -q 'none.xml' '$tmp/err'"
+check "the fixtures are what make-diskspd-fixtures writes" bash -c \
+    "mkdir -p '$tmp/fx' && '$fixtures/make-diskspd-fixtures' '$tmp/fx' && for f in '$fixtures'/diskspd-*.xml; do cmp \"\$f\" '$tmp/fx/'\$(basename \"\$f\") || exit 1; done"
+check "the fixtures have diskspd 2.2's CRLF line ends and three-part version" bash -c \
+    "grep -q \$'\\r\$' '$fixtures/diskspd-mixed.xml' && grep -q '<Version>2.2.0</Version>' '$fixtures/diskspd-mixed.xml' &&
+     grep -q '<Latency ReadHistoBuckets=' '$fixtures/diskspd-mixed.xml' && grep -q '<Bucket SampleMillisecond=' '$fixtures/diskspd-mixed.xml'"
 
 # docs/performance.md's generator, briefly: every goal gets a figure and a verdict.
 "$scripts/performance-doc" --quick --build "$build" --out "$tmp/performance.md" >"$tmp/doc-log" 2>&1 || cat "$tmp/doc-log"

@@ -245,7 +245,8 @@ nlohmann::json to_json(const Report& r) {
                 {"model_cpu", r.run.model_cpu}, {"host", r.run.host},       {"cpu_model", r.run.cpu_model},
                 {"cpus", r.run.cpus},           {"started", r.run.started}, {"duration_s", r.run.duration_s},
                 {"warmup_s", r.run.warmup_s}};
-    j["workload"] = {{"read_percent", w.verify ? measured_read_percent(figures(r, -1)) : w.read_percent},
+    if (!r.run.diskspd_flags.empty()) j["run"]["diskspd_flags"] = r.run.diskspd_flags;
+    j["workload"] = {{"read_percent", w.verify ? json(measured_read_percent(figures(r, -1))) : json(w.read_percent)},
                      {"pattern", pattern_name(w)},
                      {"block_sizes", w.block_sizes},
                      {"depth", w.depth},

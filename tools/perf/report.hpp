@@ -26,6 +26,7 @@ struct RunInfo {
     std::string host, cpu_model, started;
     uint32_t cpus = 0;
     double duration_s = 0, warmup_s = 0;
+    std::string diskspd_flags;  // --diskspd, as given: the workload in diskspd's own words
     Workload workload;
 };
 
