@@ -65,15 +65,25 @@ void usage(FILE* out) {
                "  --cpu N              run the doorbell thread on CPU N\n"
                "  --idle-spin-us N     how long the doorbell thread spins before it sleeps (200)\n"
                "  --corrupt-reads-every N  flip one bit in every Nth READ (a broken card; 0 = never)\n"
-               "  --log-level LEVEL    trace, debug, info, warn, error (or VFIOQ_LOG)\n");
+               "  --log-level LEVEL    trace, debug, info, warn, error (or VFIOQ_LOG)\n"
+               "\n"
+               "exit status: 0 stopped by SIGTERM or SIGINT (the socket removed); 1 the socket could\n"
+               "not be set up (in use, not a socket, no permission) or the model not made; 2 a usage\n"
+               "error.\n");
 }
 
 // Creates the listening socket, private to its owner (0600). A stale socket
-// file nobody listens on is replaced; a live one is an error.
+// file nobody listens on is replaced; a live one is an error. The socket is
+// bound under a name of its own and renamed to PATH once it listens, so that
+// PATH appears only when it accepts: a client that waits for the file and
+// connects at once is never refused.
 vfioq::UniqueFd listen_on(const std::string& path) {
     sockaddr_un addr{};
-    if (path.empty() || path.size() >= sizeof(addr.sun_path))
-        vfioq::cli::fail(kTool, fmt::format("socket path must be 1 to {} characters", sizeof(addr.sun_path) - 1), 2);
+    const std::string binding = path + fmt::format(".{}", ::getpid());
+    if (path.empty() || binding.size() >= sizeof(addr.sun_path))
+        vfioq::cli::fail(kTool, fmt::format("socket path must be 1 to {} characters",
+                                            sizeof(addr.sun_path) - 1 - (binding.size() - path.size())),
+                         2);
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path.c_str(), path.size());
 
@@ -87,14 +97,24 @@ vfioq::UniqueFd listen_on(const std::string& path) {
     }
     vfioq::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) vfioq::cli::fail(kTool, fmt::format("socket() failed: {}", std::strerror(errno)));
+    sockaddr_un bind_addr{};
+    bind_addr.sun_family = AF_UNIX;
+    std::memcpy(bind_addr.sun_path, binding.c_str(), binding.size());
+    ::unlink(binding.c_str());
     const mode_t old_mask = ::umask(0177);
-    const int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    const int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&bind_addr), sizeof(bind_addr));
     const int bind_errno = errno;
     ::umask(old_mask);
-    if (bound != 0) vfioq::cli::fail(kTool, fmt::format("cannot bind {}: {}", path, std::strerror(bind_errno)));
-    if (::chmod(path.c_str(), 0600) != 0)
-        vfioq::cli::fail(kTool, fmt::format("cannot make {} private: {}", path, std::strerror(errno)));
-    if (::listen(fd.get(), 4) != 0) vfioq::cli::fail(kTool, fmt::format("listen failed: {}", std::strerror(errno)));
+    if (bound != 0) vfioq::cli::fail(kTool, fmt::format("cannot bind {}: {}", binding, std::strerror(bind_errno)));
+    auto give_up = [&](const std::string& why) {
+        ::unlink(binding.c_str());
+        vfioq::cli::fail(kTool, why);
+    };
+    if (::chmod(binding.c_str(), 0600) != 0)
+        give_up(fmt::format("cannot make {} private: {}", binding, std::strerror(errno)));
+    if (::listen(fd.get(), 4) != 0) give_up(fmt::format("listen failed: {}", std::strerror(errno)));
+    if (::rename(binding.c_str(), path.c_str()) != 0)
+        give_up(fmt::format("cannot name the socket {}: {}", path, std::strerror(errno)));
     return fd;
 }
 

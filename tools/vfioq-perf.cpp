@@ -88,8 +88,11 @@ void usage(FILE* out) {
                "  --csv PATH           one CSV row per thread and a total (- for stdout, instead of text)\n"
                "  --log-level LEVEL    trace, debug, info, warn, error or off, or SUBSYSTEM=LEVEL,...\n"
                "\n"
-               "DEVICE is model (default), vfio-user:PATH or a PCI address. Exit status: 0 every\n"
-               "command succeeded, 1 a command failed or read back wrong, 2 a setup error.\n");
+               "DEVICE is model (default), vfio-user:PATH or a PCI address.\n"
+               "\n"
+               "exit status: 0 every command succeeded; 1 a command failed or read back wrong, or the\n"
+               "device stalled or went away; 2 a setup error (a bad option or --diskspd flag, a device\n"
+               "that cannot be opened or brought up, a workload the device cannot run).\n");
 }
 
 uint64_t number(std::string_view opt, const char* s, uint64_t lo, uint64_t hi) {

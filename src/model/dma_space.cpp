@@ -99,23 +99,23 @@ Result<uint64_t> DmaSpace::unmap(uint64_t iova, uint64_t size) {
     if (last < iova)
         return make_error(EINVAL, fmt::format("DMA unmap at IOVA {:#x} of {:#x} bytes wraps the address space", iova,
                                               size));
+    auto would_split = [&](const auto& window) {
+        return make_error(EINVAL, fmt::format("DMA unmap [{:#x}, {:#x}] would split the window [{:#x}, {:#x})", iova,
+                                              last, window.first, window.first + window.second.size));
+    };
     std::unique_lock lock(mutex_);  // excludes accesses in flight
     auto first = windows_.upper_bound(iova);
     if (first != windows_.begin()) {
         auto prev = std::prev(first);
         if (iova - prev->first < prev->second.size) {
-            if (prev->first != iova)
-                return make_error(EINVAL, fmt::format("DMA unmap [{:#x}, {:#x}] would split the window [{:#x}, {:#x})",
-                                                      iova, last, prev->first, prev->first + prev->second.size));
+            if (prev->first != iova) return would_split(*prev);
             first = prev;
         }
     }
     auto end = windows_.upper_bound(last);
     if (end != first) {
         auto tail = std::prev(end);  // the last window that starts inside the range
-        if (last - tail->first < tail->second.size - 1)
-            return make_error(EINVAL, fmt::format("DMA unmap [{:#x}, {:#x}] would split the window [{:#x}, {:#x})",
-                                                  iova, last, tail->first, tail->first + tail->second.size));
+        if (last - tail->first < tail->second.size - 1) return would_split(*tail);
     }
     uint64_t unmapped = 0;
     for (auto it = first; it != end; ++it) {

@@ -163,9 +163,17 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     const std::byte* idn = identify_.data();
     ns_.blocks = field<uint64_t>(idn, 0);
     const uint8_t format = field<uint8_t>(idn, 26) & 0xF;
-    ns_.block_size = 1u << field<uint8_t>(idn, 128 + 4 * format + 2);
+    // Both are shifts by what the controller reports: out of range, they would be undefined.
+    const uint8_t lbads = field<uint8_t>(idn, 128 + 4 * format + 2);
+    if (lbads < 9 || lbads > 16)
+        return make_error(ENOTSUP, fmt::format("{}: namespace 1's LBA format {} has a data size of 2^{} bytes; "
+                                               "vfioq drives 512 B to 64 KiB blocks",
+                                               name(), format, lbads));
+    ns_.block_size = 1u << lbads;
     if (ns_.blocks == 0) return make_error(ENODEV, name() + ": namespace 1 is empty or not attached");
-    ns_.max_transfer = mdts ? (uint64_t{4096} << mdts) : (uint64_t{2} << 20);
+    // MDTS counts 4 KiB pages (CAP.MPSMIN, which QEMU and vfioq take as 4 KiB) as a power of two;
+    // beyond 1 GiB a command is as good as unlimited.
+    ns_.max_transfer = mdts ? (uint64_t{4096} << std::min<uint8_t>(mdts, 18)) : (uint64_t{2} << 20);
     ns_.sgl = (sgls & 3) != 0 && !options.nvme_use_prp;
     // SGLs: one segment array of at most 256 descriptors (one page). Longer lists would
     // chain arrays, and QEMU 7.2's controller refuses chains of three or more

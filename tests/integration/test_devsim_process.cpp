@@ -64,6 +64,14 @@ TEST_F(Devsim, SocketIsPrivateToItsOwner) {
     EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
+TEST_F(Devsim, TheSocketAppearsOnlyOnceItAcceptsAndLeavesNoOtherName) {
+    // SetUp waited for the file and nothing else: a connection now must be accepted, never refused.
+    auto dev = Device::open(address(), quick());
+    ASSERT_TRUE(dev.has_value()) << dev.error().message;
+    for (const auto& entry : fs::directory_iterator(dir))
+        EXPECT_EQ(entry.path().filename(), "card.sock") << "a name the socket was bound under is left behind";
+}
+
 TEST_F(Devsim, RegistersThroughASeparateProcess) {
     auto dev = Device::open(address(), quick());
     ASSERT_TRUE(dev.has_value()) << dev.error().message;
