@@ -109,9 +109,9 @@ for backend in $backends; do
             "dmesg | tee /tmp/dmesg | grep -Eiq 'DMAR.*(fault|7f000000)|virtio.iommu.*fault|fault.*7f000000'"
         [ "$failed" -gt 0 ] && sed 's/^/    dmesg: /' /tmp/dmesg | tail -20
     fi
-    check "vfioq-info --check on the faulty card reports every command and what went wrong" sh -c \
-        "vfioq-info --check 300 --timeout-ms 300 $faulty >/tmp/health 2>&1; cat /tmp/health;
-         grep -q 'reported  *300 of 300' /tmp/health && grep -q 'device errors' /tmp/health"
+    check "vfioq-info --check on the faulty card reports every command and what went wrong, exit 1" sh -c \
+        "vfioq-info --check 300 --timeout-ms 300 $faulty >/tmp/health 2>&1; st=\$?; cat /tmp/health; [ \$st -eq 1 ] &&
+         grep -q 'reported  *300 of 300' /tmp/health && grep -q 'device errors' /tmp/health && grep -q 'verdict  *FAILED' /tmp/health"
 done
 
 # Removal, while vfioq-selftest runs: every command must come back (DEVICE_GONE for those the
