@@ -275,13 +275,16 @@ bool check_health(vfioq::Device& dev, uint32_t commands, std::chrono::millisecon
                    b.dwords[1], b.dwords[2], b.dwords[3], b.dwords[3] & 0xFFFF, b.dwords[2] >> 16,
                    b.dwords[2] & 0xFFFF, b.dwords[3] >> 17, b.reason);
     if (dev.gone()) fmt::print("  the device is gone: {}\n", dev.gone_reason());
-    const uint64_t successes = tally.statuses.count(vfioq::IoStatus::kSuccess) ? tally.statuses[vfioq::IoStatus::kSuccess]
-                                                                             : 0;
+    const auto success = tally.statuses.find(vfioq::IoStatus::kSuccess);
+    const uint64_t successes = success == tally.statuses.end() ? 0 : success->second;
     if (dev.gone()) return verdict("the device is gone");
     if (!stopped.empty()) return verdict("a submission failed");
-    if (tally.reported < commands) return verdict(fmt::format("{} of {} commands never came back", commands - tally.reported, commands));
-    if (successes != commands) return verdict(fmt::format("{} of {} commands did not complete SUCCESS", commands - successes, commands));
-    if (st.device_errors != 0) return verdict(fmt::format("the card posted {} bad completion entries", st.device_errors));
+    if (tally.reported < commands)
+        return verdict(fmt::format("{} of {} commands never came back", commands - tally.reported, commands));
+    if (successes != commands)
+        return verdict(fmt::format("{} of {} commands did not complete SUCCESS", commands - successes, commands));
+    if (st.device_errors != 0)
+        return verdict(fmt::format("the card posted {} bad completion entries", st.device_errors));
     if (st.timeouts != 0) return verdict(fmt::format("{} timeouts", st.timeouts));
     fmt::print("  verdict        healthy: {} of {} SUCCESS\n", successes, commands);
     return true;

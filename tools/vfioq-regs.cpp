@@ -21,7 +21,9 @@ constexpr std::string_view kTool = "vfioq-regs";
 // Where the operation at hand came from ("ops.txt line 3: "), so that an error names it.
 std::string g_where;
 
-[[noreturn]] void fail(const std::string& message, int status = 1) { vfioq::cli::fail(kTool, g_where + message, status); }
+[[noreturn]] void fail(const std::string& message, int status = 1) {
+    vfioq::cli::fail(kTool, g_where + message, status);
+}
 
 void usage(FILE* out) {
     fmt::print(out,

@@ -703,9 +703,13 @@ Result<std::unique_ptr<Transport>> connect_vfio_user(const std::string& socket_p
         }
         struct stat st {};
         const bool exists = ::stat(socket_path.c_str(), &st) == 0;
-        if (exists && !S_ISSOCK(st.st_mode))
-            return make_error(ENOTSOCK, fmt::format("{}: cannot connect: {} is a {}, not a socket", name, socket_path,
-                                                    S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ? "regular file" : "file of another kind"));
+        if (exists && !S_ISSOCK(st.st_mode)) {
+            const char* kind = S_ISDIR(st.st_mode)   ? "directory"
+                               : S_ISREG(st.st_mode) ? "regular file"
+                                                     : "file of another kind";
+            return make_error(ENOTSOCK,
+                              fmt::format("{}: cannot connect: {} is a {}, not a socket", name, socket_path, kind));
+        }
         std::string hint = err == ENOENT         ? " (no server socket there: is vfioq-devsim running?)"
                            : err == ECONNREFUSED ? " (nothing is listening: the server may have exited)"
                            : err == EACCES       ? " (no permission on the socket)"

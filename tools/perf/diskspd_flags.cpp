@@ -38,10 +38,15 @@ std::optional<uint64_t> size_of(std::string_view s) {
 std::string_view no_meaning(char flag) {
     switch (flag) {
         case 'c': return "it creates a file of that size; the card's memory is DEVMEM_SIZE";
-        case 'F': case 'O': return "a thread pool sharing targets has no counterpart: each thread drives a queue pair of its own (-t, -o)";
+        case 'F':
+        case 'O':
+            return "a thread pool sharing targets has no counterpart: each thread drives a queue pair of its own "
+                   "(-t, -o)";
         case 'g': return "vfioq-perf does not rate-limit; it keeps the queue at its depth";
         case 'a': case 'n': return "affinity is --cpus or --no-pin";
-        case 'x': return "completion routines are a Windows I/O model; vfioq-perf polls or waits on interrupts (--interrupts)";
+        case 'x':
+            return "completion routines are a Windows I/O model; vfioq-perf polls or waits on interrupts "
+                   "(--interrupts)";
         case 'R': return "the result format is --json or --csv";
         case 'v': return "verbose output has no counterpart";
         case 'Z': return "write contents come from the pattern or --verify";
@@ -50,7 +55,8 @@ std::string_view no_meaning(char flag) {
         case 'p': return "parallel async I/O on one offset has no counterpart";
         case 'i': case 'j': return "burst and think time have no counterpart";
         case 'l': return "large pages: DMA buffers take hugepages when the host has them";
-        case 'e': case 'P': case 'X': case 'f': case 'B': case 'C': case 'u': case 'N': case 'Y': return "it has no counterpart in vfioq-perf";
+        case 'e': case 'P': case 'X': case 'f': case 'B': case 'C': case 'u': case 'N': case 'Y':
+            return "it has no counterpart in vfioq-perf";
         default: return {};
     }
 }
@@ -96,7 +102,8 @@ Result<DiskspdWorkload> parse_diskspd_flags(std::string_view flags) {
                 if (value.starts_with("s") || value.starts_with("d"))
                     return bad("has no counterpart: random I/O is uniform over the card's memory, block aligned");
                 if (!value.empty() && !size_of(value)) return bad("takes an alignment (4K)");
-                if (!value.empty()) w.notes.push_back(fmt::format("{}: random offsets are aligned to the block size", word));
+                if (!value.empty())
+                    w.notes.push_back(fmt::format("{}: random offsets are aligned to the block size", word));
                 w.random = true;
                 break;
             }
@@ -132,7 +139,8 @@ Result<DiskspdWorkload> parse_diskspd_flags(std::string_view flags) {
                 break;
             }
             case 'S': case 'h':
-                w.notes.push_back(fmt::format("{}: no cache lies between vfioq and the card; nothing to disable", word));
+                w.notes.push_back(
+                    fmt::format("{}: no cache lies between vfioq and the card; nothing to disable", word));
                 break;
             default: return bad("is not a diskspd workload flag vfioq-perf knows");
         }

@@ -116,10 +116,13 @@ Figures figures(const Report& r, int thread) {
 }
 
 // The share of reads that ran: --verify decides its own mix (each block written, then read back).
-double measured_read_percent(const Figures& f) { return f.ios ? 100.0 * static_cast<double>(f.read_ios) / static_cast<double>(f.ios) : 0; }
+double measured_read_percent(const Figures& f) {
+    return f.ios ? 100.0 * static_cast<double>(f.read_ios) / static_cast<double>(f.ios) : 0;
+}
 
 std::string mix_name(const Workload& w, const Figures& f) {
-    if (w.verify) return fmt::format("{:.0f}% reads as run (each block written, then read back)", measured_read_percent(f));
+    if (w.verify)
+        return fmt::format("{:.0f}% reads as run (each block written, then read back)", measured_read_percent(f));
     return fmt::format("{}% reads", w.read_percent);
 }
 
