@@ -96,9 +96,9 @@ vfioq::sgq::ResolvedRegister resolve(vfioq::Device& dev, std::string_view name) 
     auto reg = vfioq::sgq::resolve_register(name, cap.nqp, cap.dstrd);
     if (!reg)
         fail(fmt::format("{}: no register named '{}' (this device has queue pairs 0..{}; "
-                                            "'vfioq-regs {} list' shows the names)",
-                                            dev.name(), name, cap.nqp, dev.name()),
-                         2);
+                         "'vfioq-regs {} list' shows the names)",
+                         dev.name(), name, cap.nqp, dev.name()),
+             2);
     return *reg;
 }
 
@@ -230,8 +230,7 @@ void run(vfioq::Device& device, const RegCommand& c) {
         return;
     }
     if (reg.width < 64 && (c.value >> reg.width) != 0)
-        fail(fmt::format("{:#x} does not fit the {}-bit register {}", c.value, reg.width, reg.name),
-                         2);
+        fail(fmt::format("{:#x} does not fit the {}-bit register {}", c.value, reg.width, reg.name), 2);
     if (reg.access == vfioq::sgq::Access::kRO)
         fmt::print(stderr, "{}: note: {} is read-only; the device ignores the write\n", kTool, reg.name);
     check(device.write(vfioq::sgq::kRegisterBar, reg.offset, reg.width, c.value));

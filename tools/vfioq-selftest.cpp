@@ -480,13 +480,22 @@ struct Totals {
     QueuePairStats qp;
 };
 
+// The queue pairs a round uses: as many as asked for and the card has (with a vector of their own, by interrupts).
+uint32_t round_queue_pairs(const Options& o, const ControllerInfo& info) {
+    return std::min(o.queue_pairs, o.interrupts ? info.interrupt_queue_pairs : info.queue_pairs);
+}
+
+// Card addresses and lengths are multiples of this.
+uint64_t transfer_unit(const Options& o, const ControllerInfo& info) {
+    return std::max<uint64_t>({info.segment_alignment, info.block_size, o.segment_align, 1});
+}
+
 // One round: a queue pair per thread at one depth, until `jobs` per queue pair or the deadline.
 void run_round(Device& device, Controller& controller, const Options& o, uint32_t depth, uint64_t jobs,
                Clock::time_point deadline, uint64_t round, Verdict& verdict, Totals& totals) {
     const ControllerInfo& info = controller.info();
-    // main() made sure there is one.
-    const uint32_t qps = std::min(o.queue_pairs, o.interrupts ? info.interrupt_queue_pairs : info.queue_pairs);
-    const uint64_t unit = std::max<uint64_t>({info.segment_alignment, info.block_size, o.segment_align});
+    const uint32_t qps = round_queue_pairs(o, info);  // main() made sure there is one
+    const uint64_t unit = transfer_unit(o, info);
     const uint64_t card_span = info.devmem_size / qps / unit * unit;
     std::vector<std::unique_ptr<QueuePair>> pairs;
     std::vector<DmaBuffer> hosts;
@@ -546,15 +555,14 @@ int main(int argc, char** argv) {
     copts.nvme_use_prp = o.nvme_prp;
     auto controller = setup(Controller::open(*device, copts));
     const ControllerInfo& info = controller->info();
-    const uint32_t usable_qps = o.interrupts ? info.interrupt_queue_pairs : info.queue_pairs;
-    if (usable_qps == 0)
+    const uint32_t qps = round_queue_pairs(o, info);
+    if (qps == 0)
         cli::fail(kTool,
                   fmt::format("{}: the {} controller has {} queue pair(s) and {} with an interrupt vector: none "
                               "to test with{}",
                               device->name(), info.kind, info.queue_pairs, info.interrupt_queue_pairs,
                               o.interrupts ? " by interrupts" : ""),
                   2);
-    const uint32_t qps = std::min(o.queue_pairs, usable_qps);
     if (!o.quiet)
         fmt::print("vfioq-selftest on {} ({}): {} bytes of device memory, {} segments and {} bytes per command, "
                    "segment alignment {}, block {}; {} queue pair(s), seed {}, {}\n",
@@ -563,14 +571,22 @@ int main(int argc, char** argv) {
     Verdict verdict;
     // What the device reports is divided by below: a count of 0, or too little memory for a transfer of one
     // unit at a depth, is a setup error found before anything runs, not a data failure (nor a crash).
-    const uint64_t unit = std::max<uint64_t>({info.segment_alignment, info.block_size, o.segment_align, 1});
+    const uint64_t unit = transfer_unit(o, info);
     if (info.max_segments == 0 || info.max_transfer < unit)
         cli::fail(kTool,
                   fmt::format("{}: the {} controller reports {} segments and {} bytes per command, too few for one "
                               "{}-byte unit",
                               device->name(), info.kind, info.max_segments, info.max_transfer, unit),
                   2);
+    // A depth the card cannot hold is a setup error too.
     for (uint32_t depth : o.depths) {
+        if (depth + 1 > info.max_queue_entries)
+            cli::fail(kTool,
+                      fmt::format("{}: depth {} needs rings of {} entries; the card allows {}: give --depths up "
+                                  "to {}",
+                                  device->name(), depth, uint64_t{depth} + 1, info.max_queue_entries,
+                                  info.max_queue_entries - 1),
+                      2);
         const uint64_t per_command = std::min(info.devmem_size / qps / depth, o.host_budget / depth / 4);
         if (per_command < unit)
             cli::fail(kTool,
@@ -579,16 +595,7 @@ int main(int argc, char** argv) {
                                   device->name(), depth, qps, per_command, info.devmem_size, unit),
                       2);
     }
-    // A depth the card cannot hold is a setup error, found before anything runs, not a data failure.
-    for (uint32_t depth : o.depths)
-        if (depth + 1 > info.max_queue_entries)
-            cli::fail(kTool,
-                      fmt::format("{}: depth {} needs rings of {} entries; the card allows {}: give --depths up "
-                                  "to {}",
-                                  device->name(), depth, uint64_t{depth} + 1, info.max_queue_entries,
-                                  info.max_queue_entries - 1),
-                      2);
-    const std::vector<uint32_t> depths = o.depths;
+    const std::vector<uint32_t>& depths = o.depths;
     Totals totals;
     if (o.soak.count() == 0) {
         for (uint32_t depth : depths) {

@@ -3,11 +3,11 @@
 // thread reads the socket, hands each reply to the request waiting for its
 // message id and serves the server's own DMA_READ / DMA_WRITE commands, which
 // may arrive at any time, also while a request waits for its reply.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -211,7 +211,7 @@ Result<void> VfioUserClient::negotiate() {
 Result<Message> VfioUserClient::request(Command command, std::span<const std::byte> payload,
                                         std::span<const int> fds, std::optional<std::chrono::milliseconds> timeout) {
     const char* what = command_name(static_cast<uint16_t>(command));
-    Pending pending{command, std::nullopt, std::nullopt};
+    Pending pending{command};
     uint16_t id;
     {
         std::lock_guard lock(mutex_);

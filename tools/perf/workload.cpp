@@ -95,7 +95,8 @@ Result<void> Worker::prepare() {
     const auto& info = ctrl_.info();
     const uint32_t max_block = *std::max_element(w_.block_sizes.begin(), w_.block_sizes.end());
     const uint32_t align = std::max<uint32_t>(info.segment_alignment, 1);
-    if (info.block_size == 0) return make_error(EINVAL, fmt::format("{}: the device reports a block size of 0", device_.name()));
+    if (info.block_size == 0)
+        return make_error(EINVAL, fmt::format("{}: the device reports a block size of 0", device_.name()));
     const uint64_t seg_len = w_.segments == 0 ? 0 : max_block / w_.segments;
     if (seg_len == 0)
         return make_error(EINVAL, fmt::format("{} segments do not fit a {}-byte block", w_.segments, max_block));
