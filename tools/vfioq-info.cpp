@@ -191,9 +191,13 @@ void show_sgq_registers(vfioq::Device& dev) {
                    single ? "" : decode_fields(r.fields, v));
     }
     const Cap cap = Cap::decode(check(dev.read64(kRegisterBar, kRegCap)));
-    fmt::print("  => {} queue pairs of up to {} entries, {} per command in up to {} descriptors, doorbell stride {}\n",
-               cap.nqp + 1, uint64_t{cap.mqes} + 1, human_size(1ull << cap.max_xfer), cap.max_sge,
-               cap.doorbell_stride());
+    if (auto why = cap.problem())
+        fmt::print("  => CAP cannot be used as the contract means it: {}\n", *why);
+    else
+        fmt::print("  => {} queue pairs of up to {} entries, {} per command in up to {} descriptors, doorbell "
+                   "stride {}\n",
+                   cap.nqp + 1, uint64_t{cap.mqes} + 1, human_size(cap.max_transfer_bytes()), cap.max_sge,
+                   cap.doorbell_stride());
     fmt::print("\nQueue pairs:\n");
     for (uint32_t q = 0; q <= cap.nqp; ++q) {
         const uint32_t ctrl = check(dev.read32(kRegisterBar, queue_register(q, kQRegCtrl)));

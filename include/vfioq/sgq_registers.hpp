@@ -93,6 +93,13 @@ struct Cap {
 
     static Cap decode(uint64_t cap);
     [[nodiscard]] uint64_t doorbell_stride() const { return 4ull << dstrd; }
+    // Why a driver cannot use these fields as the contract means them (none when it can):
+    // no entries or descriptors, MAX_XFER beyond what the 32-bit LENGTH carries or below
+    // SGE_ALIGN, doorbells that overflow their page. Checked before any is used as a shift.
+    [[nodiscard]] std::optional<std::string> problem() const;
+    // 2^MAX_XFER, or 0 when MAX_XFER is out of range (so never a shift past 63).
+    [[nodiscard]] uint64_t max_transfer_bytes() const { return max_xfer <= kMaxXferLog2 ? 1ull << max_xfer : 0; }
+    static constexpr uint32_t kMaxXferLog2 = 31;  // LENGTH is 32 bits
 };
 
 inline constexpr uint64_t queue_register(uint32_t qid, uint64_t reg) {

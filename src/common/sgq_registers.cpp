@@ -95,6 +95,22 @@ Cap Cap::decode(uint64_t cap) {
                static_cast<uint32_t>((cap >> 48) & 0xFFFF)};
 }
 
+std::optional<std::string> Cap::problem() const {
+    if (mqes == 0) return "MQES 0: a queue of one entry can never hold a command";
+    if (max_sge == 0) return "MAX_SGE 0: a command can carry no data descriptor";
+    if (max_xfer > kMaxXferLog2)
+        return fmt::format("MAX_XFER {} claims 2^{} bytes per command; the 32-bit LENGTH carries at most 2^{}",
+                           max_xfer, max_xfer, kMaxXferLog2);
+    if (max_xfer < sge_align)
+        return fmt::format("MAX_XFER {} is below SGE_ALIGN {}: no aligned transfer fits", max_xfer, sge_align);
+    const uint64_t doorbell_bytes = (uint64_t{nqp} + 1) * 2 * doorbell_stride();
+    if (doorbell_bytes > kDoorbellPageSize)
+        return fmt::format("the doorbells of {} queue pairs at DSTRD {} need {} bytes, more than the {}-byte "
+                           "doorbell page",
+                           nqp + 1, dstrd, doorbell_bytes, kDoorbellPageSize);
+    return std::nullopt;
+}
+
 const char* access_name(Access access) {
     switch (access) {
         case Access::kRO: return "RO";

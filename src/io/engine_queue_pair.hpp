@@ -94,13 +94,16 @@ private:
     uint32_t reap(uint32_t max);
     // Reaps until the ring holds nothing more; returns how many.
     uint32_t reap_all();
+    // Acquire, not relaxed: the thread that marks the device gone swaps its register pages
+    // first, and the doorbell writes that follow this check must see the swap (on x86 an
+    // acquire load is the same instruction).
     [[nodiscard]] bool device_gone_now() const {
         return owner_health_ && owner_health_->device_gone &&
-               owner_health_->device_gone->load(std::memory_order_relaxed);
+               owner_health_->device_gone->load(std::memory_order_acquire);
     }
     [[nodiscard]] bool health_changed() const {
         return owner_health_ &&
-               (owner_health_->resets.load(std::memory_order_relaxed) != seen_resets_ || device_gone_now());
+               (owner_health_->resets.load(std::memory_order_acquire) != seen_resets_ || device_gone_now());
     }
     // A reset or removal seen; returns commands reported.
     uint32_t on_health_change();

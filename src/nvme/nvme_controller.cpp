@@ -84,6 +84,14 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     if (!cap_.nvm_command_set || cap_.mpsmin != 0)
         return make_error(ENOTSUP, fmt::format("{}: CAP {:#x}: needs the NVM command set and 4 KiB pages", name(),
                                                *cap));
+    if (cap_.mqes == 0)
+        return make_error(EPROTO, fmt::format("{}: CAP {:#x}: MQES 0 is reserved (an I/O queue needs two entries)",
+                                              name(), *cap));
+    // DSTRD is a shift of at most 15, but doorbells it spreads past BAR0 cannot be rung.
+    if (const uint64_t bar = device_.bar_size(kBar); cq_head_doorbell(0, cap_.dstrd) + 4 > bar)
+        return make_error(EPROTO, fmt::format("{}: CAP {:#x}: DSTRD {} puts the admin doorbells beyond BAR0 ({:#x} "
+                                              "bytes)",
+                                              name(), *cap, cap_.dstrd, bar));
     info_.kind = "NVMe";
     info_.version = *vs;
     info_.max_queue_entries = cap_.mqes + 1;
@@ -258,6 +266,9 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
     res.poll_batch = o.poll_batch ? o.poll_batch : 256;
     res.command_timeout = o.command_timeout;
     res.sgl_page_count = o.sgl_pages ? o.sgl_pages : std::max<uint32_t>(16, o.depth / 4);
+    if (const uint64_t bar = device_.bar_size(kBar); cq_head_doorbell(qid, cap_.dstrd) + 4 > bar)
+        return make_error(ENOSPC, fmt::format("{}: queue {}: its doorbells at DSTRD {} lie beyond BAR0 ({:#x} bytes)",
+                                              name(), qid, cap_.dstrd, bar));
     auto& dma = device_.dma();
     auto sq = dma.allocate(uint64_t{sq_entries} * 64), cq = dma.allocate(uint64_t{cq_entries} * 16);
     auto pages = dma.allocate(uint64_t{res.sgl_page_count} * dma::kSglPageSize);

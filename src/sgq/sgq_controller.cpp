@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "io/engine_queue_pair.hpp"
-#include "nvme/nvme_controller.hpp"
 #include "sgq_codec.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/sgq_identity.hpp"
@@ -89,20 +88,18 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
     if (!cap) return cap.error().with_context(name() + ": reading CAP");
     if (!devmem) return devmem.error().with_context(name() + ": reading DEVMEM_SIZE");
     cap_ = Cap::decode(*cap);
+    if (auto why = cap_.problem())
+        return make_error(EPROTO, fmt::format("{}: CAP {:#018x}: {}", name(), *cap, *why));
     info_.version = *version;
     info_.queue_pairs = cap_.nqp + 1;
     info_.max_queue_entries = cap_.mqes + 1;
     info_.devmem_size = *devmem;
-    info_.max_transfer = uint64_t{1} << cap_.max_xfer;
+    info_.max_transfer = cap_.max_transfer_bytes();
     info_.max_segments = cap_.max_sge;
     info_.segment_alignment = 1u << cap_.sge_align;
     info_.ready_timeout = options.ready_timeout.count() > 0
                               ? options.ready_timeout
                               : std::chrono::milliseconds(std::max<uint32_t>(cap_.timeout, 1) * 100);
-    if (cap_.max_sge == 0 || cap_.mqes == 0)
-        return make_error(EPROTO, fmt::format("{}: CAP {:#018x} reports MAX_SGE {} and MQES {}: the card cannot "
-                                              "take commands",
-                                              name(), *cap, cap_.max_sge, cap_.mqes));
     queues_.assign(info_.queue_pairs, nullptr);
     setups_.assign(info_.queue_pairs, QueueSetup{});
 
@@ -393,13 +390,3 @@ Result<void> SgqController::shutdown() {
 }
 
 }  // namespace vfioq::sgq
-
-namespace vfioq {
-
-Result<std::unique_ptr<Controller>> Controller::open(Device& device, const ControllerOptions& options) {
-    auto class_rev = device.config_read(0x08, 32);
-    if (class_rev && (*class_rev >> 8) == nvme::kClassCode) return nvme::NvmeController::open(device, options);
-    return sgq::SgqController::open(device, options);
-}
-
-}  // namespace vfioq

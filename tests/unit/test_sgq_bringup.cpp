@@ -134,6 +134,41 @@ TEST(SgqBringUp, SomethingElseIsRefused) {
     expect_error(bring_up([](RegisterFile& r) { r.bar0_size = 0; }), ENODEV, "no BAR0");
 }
 
+// CAP as the card reports it: MQES and NQP in the low word, the rest in the high one.
+void set_cap(RegisterFile& r, uint32_t nqp, uint32_t dstrd, uint32_t sge_align, uint32_t max_xfer, uint32_t max_sge,
+             uint32_t mqes = 0xFFFF) {
+    r.regs[kRegCap] = mqes | nqp << 16 | 1u << 24;
+    r.regs[kRegCap + 4] = dstrd | sge_align << 4 | max_xfer << 8 | max_sge << 16;
+}
+
+TEST(SgqBringUp, CapFieldsOutOfRangeAreRefusedBeforeAnyIsUsed) {
+    // Each would otherwise be a shift past 63 (undefined), a LENGTH that wraps, or a doorbell outside its page.
+    expect_error(bring_up([](RegisterFile& r) { set_cap(r, 15, 0, 0, 64, 1024); }), EPROTO, "MAX_XFER 64");
+    expect_error(bring_up([](RegisterFile& r) { set_cap(r, 15, 0, 0, 255, 1024); }), EPROTO, "32-bit LENGTH");
+    expect_error(bring_up([](RegisterFile& r) { set_cap(r, 15, 0, 0, 32, 1024); }), EPROTO, "MAX_XFER 32");
+    expect_error(bring_up([](RegisterFile& r) { set_cap(r, 15, 0, 12, 9, 1024); }), EPROTO, "below SGE_ALIGN 12");
+    expect_error(bring_up([](RegisterFile& r) { set_cap(r, 255, 15, 0, 24, 1024); }), EPROTO, "doorbell page");
+    expect_error(bring_up([](RegisterFile& r) { set_cap(r, 15, 0, 0, 24, 0); }), EPROTO, "MAX_SGE 0");
+    expect_error(bring_up([](RegisterFile& r) { set_cap(r, 15, 0, 0, 24, 1024, 0); }), EPROTO, "MQES 0");
+    // The edges that are fine: 2^31 bytes per command, 16 queue pairs at DSTRD 5 fill the page exactly.
+    auto c = bring_up([](RegisterFile& r) { set_cap(r, 15, 5, 0, 31, 1); });
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ((*c)->info().max_transfer, uint64_t{1} << 31);
+}
+
+TEST(SgqCap, EveryValueOfTheFieldsIsJudgedWithoutUndefinedShifts) {
+    // All MAX_XFER, SGE_ALIGN and DSTRD values (UBSan is the other judge).
+    for (uint32_t max_xfer = 0; max_xfer <= 0xFF; ++max_xfer)
+        for (uint32_t sge_align = 0; sge_align <= 0xF; ++sge_align)
+            for (uint32_t dstrd = 0; dstrd <= 0xF; ++dstrd) {
+                const Cap cap = Cap::decode(uint64_t{0xFFFF} | uint64_t{dstrd} << 32 | uint64_t{sge_align} << 36 |
+                                            uint64_t{max_xfer} << 40 | uint64_t{1} << 48);
+                const bool usable = max_xfer <= 31 && max_xfer >= sge_align && 2 * cap.doorbell_stride() <= 4096;
+                EXPECT_EQ(!cap.problem().has_value(), usable) << max_xfer << " " << sge_align << " " << dstrd;
+                EXPECT_EQ(cap.max_transfer_bytes(), max_xfer <= 31 ? uint64_t{1} << max_xfer : 0);
+            }
+}
+
 TEST(SgqBringUp, ACardThatNeverGetsReadyTimesOutNamingTheWait) {
     expect_error(bring_up([](RegisterFile& r) { r.on_ctrl = [](uint32_t) {}; }), ETIMEDOUT, "RDY = 1 after EN = 1");
 }
