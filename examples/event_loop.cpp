@@ -7,6 +7,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <vfioq/model.hpp>
 #include <vfioq/vfioq.hpp>
 
 #include <cstdio>
@@ -68,6 +69,7 @@ T must(vfioq::Result<T> r) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    vfioq::model::enable_model_address();  // "model" is served by libvfioq-model
     auto device = must(vfioq::Device::open(argc > 1 ? argv[1] : "model"));
     auto controller = must(vfioq::Controller::open(*device));
     auto qp = must(controller->create_queue_pair({.depth = kInFlight, .interrupts = true}));

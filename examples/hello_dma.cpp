@@ -2,6 +2,7 @@
 // hello_dma: the smallest complete vfioq program. It opens a device (the
 // built-in model unless an address is given), brings the card up, writes a
 // buffer into card memory by DMA, reads it back into another, and compares.
+#include <vfioq/model.hpp>
 #include <vfioq/vfioq.hpp>
 
 #include <cstdio>
@@ -26,6 +27,7 @@ T must(vfioq::Result<T> r) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    vfioq::model::enable_model_address();  // "model" is served by libvfioq-model
     auto device = must(vfioq::Device::open(argc > 1 ? argv[1] : "model"));
     auto controller = must(vfioq::Controller::open(*device));
     auto qp = must(controller->create_queue_pair({.depth = 2}));

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
-// The smallest program outside the tree: built with `pkg-config --cflags --libs vfioq`,
+// The smallest program outside the tree: built with `pkg-config --cflags --libs vfioq-model`,
 // it opens the built-in model and pokes a register.
+#include <vfioq/model.hpp>
 #include <vfioq/vfioq.hpp>
 
 #include <cstdio>
 
 int main() {
+    vfioq::model::enable_model_address();  // "model" is served by libvfioq-model
     auto device = vfioq::Device::open("model");
     if (!device) {
         std::fprintf(stderr, "%s\n", device.error().message.c_str());

@@ -2,16 +2,20 @@
 // Device addresses and the transport each one picks.
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 
-#include "model/model_server.hpp"
 #include "vfioq/device.hpp"
 
 namespace vfioq {
 namespace {
 
 constexpr std::string_view kVfioUserPrefix = "vfio-user:";
+
+// Constant-initialised, so an opener installed from another library's static constructor is never lost.
+std::atomic<ModelOpener> g_model_opener{nullptr};
 
 // "0000:03:00.0" or "03:00.0" (domain 0); hex digits; device <= 0x1f, function <= 7.
 std::optional<std::string> canonical_pci_address(std::string_view text) {
@@ -45,19 +49,17 @@ Result<DeviceAddress> DeviceAddress::parse(std::string_view text) {
                                           text));
 }
 
+void set_model_opener(ModelOpener opener) { g_model_opener.store(opener, std::memory_order_release); }
+
 Result<std::unique_ptr<Device>> Device::open(std::string_view text, const OpenOptions& options) {
     auto address = DeviceAddress::parse(text);
     if (!address) return address.error();
     switch (address->kind) {
         case DeviceAddress::Kind::kModel: {
-            auto pair = vfio_user::make_socket_pair();
-            if (!pair) return pair.error().with_context("model");
-            auto model = model::ModelServer::start(model::ModelConfig{}, std::move(pair->second));
-            if (!model) return model.error().with_context("model");
-            auto transport = open_vfio_user(std::move(pair->first), "model", options.vfio_user);
-            if (!transport) return transport.error();
-            return from_transport(std::move(*transport), std::shared_ptr<model::ModelServer>(std::move(*model)),
-                                  options.dma);
+            if (ModelOpener opener = g_model_opener.load(std::memory_order_acquire)) return opener(options);
+            return make_error(ENOTSUP, "device address 'model': this program has no device model; the model is in "
+                                       "libvfioq-model, and vfioq::model::enable_model_address() lets "
+                                       "Device::open reach it (or use vfio-user:PATH with vfioq-devsim)");
         }
         case DeviceAddress::Kind::kVfioUser: {
             auto transport = connect_vfio_user(address->target, options.vfio_user);

@@ -17,14 +17,13 @@
 #include <string>
 
 #include "cli.hpp"
-#include "model/sgq_device.hpp"
-#include "model/vfio_user_server.hpp"
 #include "vfioq/log.hpp"
+#include "vfioq/model.hpp"
 
 namespace {
 
 constexpr std::string_view kTool = "vfioq-devsim";
-vfioq::model::VfioUserServer* g_server = nullptr;
+vfioq::model::Server* g_server = nullptr;
 
 void on_signal(int) {
     if (g_server) g_server->stop();
@@ -207,9 +206,9 @@ int main(int argc, char** argv) {
         return 2;
     }
 
-    auto device = vfioq::model::SgqDevice::create(config);
-    if (!device) vfioq::cli::fail(kTool, device.error().message);
-    vfioq::model::VfioUserServer server(**device);
+    auto created = vfioq::model::Server::create(config);
+    if (!created) vfioq::cli::fail(kTool, created.error().message);
+    vfioq::model::Server& server = **created;
     g_server = &server;
     struct sigaction sa{};
     sa.sa_handler = on_signal;

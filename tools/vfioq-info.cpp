@@ -23,6 +23,7 @@ extern "C" {
 #include "cli.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/model.hpp"
 #include "vfioq/pci_info.hpp"
 #include "vfioq/sgq_identity.hpp"
 #include "vfioq/sgq_registers.hpp"
@@ -387,6 +388,8 @@ int main(int argc, char** argv) {
         }
     }
     vfioq::cli::setup_logging(kTool, log_level);
+    // `model` is an address like any other here; the model library serves it.
+    vfioq::model::enable_model_address();
     if (address) return show_device(*address, check_commands, timeout);
     list_host();
     return 0;

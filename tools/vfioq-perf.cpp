@@ -14,11 +14,11 @@
 #include <thread>
 
 #include "cli.hpp"
-#include "model/model_server.hpp"
 #include "perf/diskspd_flags.hpp"
 #include "perf/report.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/model.hpp"
 #include "vfioq/vfio_user.hpp"
 
 namespace {
@@ -252,6 +252,8 @@ Options parse(int argc, char** argv) {
     if (o.w.verify && o.w.read_percent != 100)
         cli::fail(kTool, "--verify decides the mix itself (each write is read back); drop --read-percent/--write", 2);
     cli::setup_logging(kTool, log_level.value_or("warn"));
+    // `model` is an address like any other here; the model library serves it.
+    model::enable_model_address();
     return o;
 }
 
@@ -302,13 +304,7 @@ Opened open_device(const Options& o, const std::vector<int>& cpus) {
     }
     // The model's doorbell thread spins while there is work; it sleeps when idle.
     config.idle_spin = std::chrono::microseconds(2000);
-    auto pair = vfio_user::make_socket_pair();
-    if (!pair) cli::fail(kTool, pair.error().message, 2);
-    auto server = model::ModelServer::start(config, std::move(pair->second));
-    if (!server) cli::fail(kTool, server.error().with_context("model").message, 2);
-    auto transport = open_vfio_user(std::move(pair->first), "model");
-    if (!transport) cli::fail(kTool, transport.error().message, 2);
-    auto d = Device::from_transport(std::move(*transport), std::shared_ptr<model::ModelServer>(std::move(*server)));
+    auto d = model::open_device(config);
     if (!d) cli::fail(kTool, d.error().message, 2);
     out.device = std::move(*d);
     out.model_mode = o.model_mode;

@@ -11,6 +11,7 @@
 
 #include "cli.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/model.hpp"
 #include "vfioq/sgq_identity.hpp"
 #include "vfioq/sgq_registers.hpp"
 
@@ -261,6 +262,8 @@ int main(int argc, char** argv) {
         }
     }
     vfioq::cli::setup_logging(kTool, log_level);
+    // `model` is an address like any other here; the model library serves it.
+    vfioq::model::enable_model_address();
     if (file && args.size() != 1) fail("-f FILE takes the commands from FILE: give only DEVICE besides", 2);
     if (!file && args.size() < 2) {
         usage(stderr);

@@ -23,11 +23,10 @@
 #include <vector>
 
 #include "cli.hpp"
-#include "common/message_socket.hpp"
-#include "model/model_server.hpp"
 #include "selftest_pattern.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/model.hpp"
 #include "vfioq/vfio_user.hpp"
 
 namespace {
@@ -192,6 +191,8 @@ Options parse(int argc, char** argv) {
         cli::fail(kTool, "--faults needs the built-in model (DEVICE model); for a vfioq-devsim give it --fault", 2);
     if (!o.command_timeout && o.fault_rate > 0) o.command_timeout = std::chrono::milliseconds(250);
     cli::setup_logging(kTool, log_level);
+    // `model` is an address like any other here; the model library serves it.
+    model::enable_model_address();
     return o;
 }
 
@@ -448,10 +449,7 @@ std::unique_ptr<Device> open_device(const Options& o) {
     f.seed = o.fault_seed;
     // Late, but within the timeout: it must come back as the card's own completion.
     f.late_by_us = static_cast<uint32_t>(std::chrono::microseconds(*o.command_timeout).count() / 3);
-    auto pair = setup(vfio_user::make_socket_pair());
-    auto server = setup(model::ModelServer::start(config, std::move(pair.second)));
-    auto transport = setup(open_vfio_user(std::move(pair.first), "model"));
-    return setup(Device::from_transport(std::move(transport), std::shared_ptr<model::ModelServer>(std::move(server))));
+    return setup(model::open_device(config));
 }
 
 // What the process holds, to show that a soak leaks nothing.

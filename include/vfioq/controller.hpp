@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "vfioq/export.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/queue_pair.hpp"
 #include "vfioq/result.hpp"
@@ -69,7 +70,7 @@ struct ControllerInfo {
     std::chrono::milliseconds ready_timeout{0};
 };
 
-class Controller {
+class VFIOQ_API Controller {
 public:
     // Brings the device up with the profile its PCI class calls for: an NVMe
     // controller (class 010802) gets the NVMe profile, anything else the SGQ

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vfioq/export.hpp"
 #include "vfioq/dma.hpp"
 #include "vfioq/kernel_vfio.hpp"
 #include "vfioq/result.hpp"
@@ -21,10 +22,10 @@
 namespace vfioq {
 
 // How tools and applications name a device:
-//   "model"              the reference model, started in this process (the default)
+//   "model"              the reference model, started in this process (see set_model_opener)
 //   "vfio-user:PATH"     a vfio-user server listening on the UNIX socket PATH
 //   "0000:03:00.0"       a PCI function bound to vfio-pci (kernel VFIO)
-struct DeviceAddress {
+struct VFIOQ_API DeviceAddress {
     enum class Kind { kModel, kVfioUser, kPci };
     Kind kind = Kind::kModel;
     std::string target;  // socket path or canonical PCI address
@@ -38,7 +39,15 @@ struct OpenOptions {
     DmaOptions dma;
 };
 
-class Device {
+class Device;
+
+// What opens the `model` address. The driver library holds no model: the model
+// library installs its opener (vfioq::model::enable_model_address()), and
+// until one is installed, opening "model" is an error that says so.
+using ModelOpener = Result<std::unique_ptr<Device>> (*)(const OpenOptions& options);
+VFIOQ_API void set_model_opener(ModelOpener opener);
+
+class VFIOQ_API Device {
 public:
     // Opens the device an address names. Errors name the address and the cause.
     static Result<std::unique_ptr<Device>> open(std::string_view address, const OpenOptions& options = {});

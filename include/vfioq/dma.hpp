@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 
+#include "vfioq/export.hpp"
 #include "vfioq/result.hpp"
 #include "vfioq/transport.hpp"
 #include "vfioq/unique_fd.hpp"
@@ -47,7 +48,7 @@ struct HostSegment {
 };
 
 // Memory vfioq allocated and mapped for the device. Move-only; unmapped and freed when destroyed.
-class DmaBuffer {
+class VFIOQ_API DmaBuffer {
 public:
     DmaBuffer() = default;
     DmaBuffer(DmaBuffer&& o) noexcept;
@@ -81,7 +82,7 @@ private:
 
 // A hold on application memory registered for DMA. Move-only; dropping it
 // leaves the mapping cached for the next registration of the same memory.
-class Registration {
+class VFIOQ_API Registration {
 public:
     Registration() = default;
     Registration(Registration&& o) noexcept;
@@ -124,7 +125,7 @@ struct DmaStats {
     uint64_t cache_hits = 0, cache_misses = 0, cache_merges = 0, cache_evictions = 0;
 };
 
-class DmaContext {
+class VFIOQ_API DmaContext {
 public:
     DmaContext(Transport& transport, std::string device_name, const DmaOptions& options = {});
     ~DmaContext();
@@ -176,6 +177,6 @@ private:
 
 // Why pinning `extra` more bytes would fail under RLIMIT_MEMLOCK, or empty.
 // `limit` is the soft limit (RLIM_INFINITY for none).
-std::string memlock_problem(uint64_t pinned, uint64_t extra, uint64_t limit, bool cap_ipc_lock);
+VFIOQ_API std::string memlock_problem(uint64_t pinned, uint64_t extra, uint64_t limit, bool cap_ipc_lock);
 
 }  // namespace vfioq

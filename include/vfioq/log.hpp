@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "vfioq/export.hpp"
 #include "vfioq/result.hpp"
 
 namespace spdlog {
@@ -25,13 +26,13 @@ inline constexpr std::string_view kModel = "model";
 inline constexpr std::string_view kTools = "tools";
 
 // The logger of one subsystem; created on first use with the configured level.
-std::shared_ptr<spdlog::logger> get(std::string_view subsystem);
+VFIOQ_API std::shared_ptr<spdlog::logger> get(std::string_view subsystem);
 
 // Applies a level specification ("info", "model=debug,vfio-user=warn").
 // Unknown levels are an error naming the bad item; nothing is changed then.
-Result<void> set_levels(std::string_view spec);
+VFIOQ_API Result<void> set_levels(std::string_view spec);
 
 // Applies VFIOQ_LOG if it is set. Returns its error, if any, for the caller to report.
-Result<void> apply_environment();
+VFIOQ_API Result<void> apply_environment();
 
 }  // namespace vfioq::log

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "vfioq/export.hpp"
 #include "vfioq/result.hpp"
 #include "vfioq/transport.hpp"
 
@@ -32,12 +33,12 @@ struct PciLink {
     unsigned width = 0;
 };
 // "16 GT/s (Gen4)"
-std::string pci_link_speed_name(unsigned speed);
+VFIOQ_API std::string pci_link_speed_name(unsigned speed);
 
-Result<PciIdentity> read_pci_identity(Transport& transport);
+VFIOQ_API Result<PciIdentity> read_pci_identity(Transport& transport);
 
 // Walks the capability list; a list that loops or leaves config space is an
 // error naming the offset, not a hang.
-Result<std::vector<PciCapability>> read_pci_capabilities(Transport& transport);
+VFIOQ_API Result<std::vector<PciCapability>> read_pci_capabilities(Transport& transport);
 
 }  // namespace vfioq

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "vfioq/export.hpp"
 #include "vfioq/dma.hpp"
 #include "vfioq/result.hpp"
 
@@ -42,7 +43,7 @@ enum class IoStatus : uint16_t {
     kReset,                // lost to a controller reset (the card keeps nothing across one)
     kDeviceGone,           // the device was removed, died or its connection closed
 };
-const char* io_status_name(IoStatus status);
+VFIOQ_API const char* io_status_name(IoStatus status);
 
 enum class Opcode : uint8_t {
     kWrite,  // host -> card (H2C)
@@ -93,7 +94,7 @@ struct BadCompletionRecord {
     const char* reason;  // e.g. "CID not outstanding"
 };
 
-class QueuePair {
+class VFIOQ_API QueuePair {
 public:
     virtual ~QueuePair() = default;
 

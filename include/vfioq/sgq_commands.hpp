@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "vfioq/export.hpp"
+
 namespace vfioq::sgq {
 
 inline constexpr uint8_t kOpNop = 0x00;
@@ -78,6 +80,6 @@ enum class Status : uint16_t {
 };
 
 // "SUCCESS", "DMA_FAULT", ... as the spec spells them; "STATUS_0x2a" for an unknown code.
-const char* status_name(uint16_t code);
+VFIOQ_API const char* status_name(uint16_t code);
 
 }  // namespace vfioq::sgq

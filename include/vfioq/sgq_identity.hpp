@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "vfioq/export.hpp"
+
 namespace vfioq {
 class Device;
 }
@@ -17,6 +19,6 @@ namespace vfioq::sgq {
 // name what was found: no BAR0, a BAR0 of a size other than the contract's
 // 16 KiB (docs/device-interface.md, section 1), or an ID register that reads
 // something else than "SGQD" (all-ones: the card is gone or not responding).
-std::optional<std::string> why_not_sgq(Device& device);
+VFIOQ_API std::optional<std::string> why_not_sgq(Device& device);
 
 }  // namespace vfioq::sgq

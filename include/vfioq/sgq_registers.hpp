@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "vfioq/export.hpp"
+
 namespace vfioq::sgq {
 
 inline constexpr uint16_t kDefaultVendorId = 0x1234;
@@ -82,7 +84,7 @@ inline constexpr uint32_t kQStatusEnabled = 1u << 0;
 inline constexpr uint32_t kQStatusError = 1u << 1;
 
 // CAP fields.
-struct Cap {
+struct VFIOQ_API Cap {
     uint32_t mqes;       // entries minus 1
     uint32_t nqp;        // queue pairs minus 1
     uint32_t timeout;    // 100 ms units
@@ -113,7 +115,7 @@ inline constexpr uint64_t cq_head_doorbell(uint32_t qid, uint32_t dstrd) {
 }
 
 enum class Access { kRO, kRW, kRW1C, kWO };
-const char* access_name(Access access);
+VFIOQ_API const char* access_name(Access access);
 
 struct Field {
     std::string_view name;
@@ -132,7 +134,7 @@ struct RegisterDef {
 };
 
 // Every global and queue-pair register, in address order.
-std::span<const RegisterDef> registers();
+VFIOQ_API std::span<const RegisterDef> registers();
 
 // A register resolved to an absolute BAR0 offset: "SCRATCH", "Q3.SQ_BASE",
 // "SQ3_TAIL" / "CQ3_HEAD" (doorbells; need DSTRD). Case-insensitive.
@@ -143,9 +145,9 @@ struct ResolvedRegister {
     Access access;
     std::span<const Field> fields;
 };
-std::optional<ResolvedRegister> resolve_register(std::string_view name, uint32_t nqp, uint32_t dstrd);
+VFIOQ_API std::optional<ResolvedRegister> resolve_register(std::string_view name, uint32_t nqp, uint32_t dstrd);
 
 // "EN=1 SHN=0x0" style decoding of a value into its fields.
-std::string decode_fields(std::span<const Field> fields, uint64_t value);
+VFIOQ_API std::string decode_fields(std::span<const Field> fields, uint64_t value);
 
 }  // namespace vfioq::sgq

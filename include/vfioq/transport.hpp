@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "vfioq/export.hpp"
 #include "vfioq/result.hpp"
 
 namespace vfioq {
@@ -20,8 +21,8 @@ namespace vfioq {
 enum class PciRegion : uint32_t { kBar0 = 0, kBar1, kBar2, kBar3, kBar4, kBar5, kRom, kConfig, kVga };
 enum class PciIrq : uint32_t { kIntx = 0, kMsi, kMsix, kErr, kReq };
 
-const char* region_name(uint32_t index);
-const char* irq_name(uint32_t index);
+VFIOQ_API const char* region_name(uint32_t index);
+VFIOQ_API const char* irq_name(uint32_t index);
 
 struct DeviceInfo {
     bool is_pci = false;
@@ -56,7 +57,7 @@ struct IrqInfo {
 };
 
 // A mapping of part of a region into this process; unmapped when destroyed.
-class RegionMapping {
+class VFIOQ_API RegionMapping {
 public:
     RegionMapping() = default;
     RegionMapping(void* base, size_t length, uint64_t region_offset)
@@ -114,7 +115,7 @@ struct DmaLimits {
     bool physical_addresses = false;
 };
 
-class Transport {
+class VFIOQ_API Transport {
 public:
     virtual ~Transport() = default;
 

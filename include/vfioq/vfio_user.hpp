@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "vfioq/export.hpp"
 #include "vfioq/transport.hpp"
 #include "vfioq/unique_fd.hpp"
 
@@ -22,11 +23,11 @@ struct VfioUserOptions {
 };
 
 // Connects to the server listening at `socket_path` and negotiates the version.
-Result<std::unique_ptr<Transport>> connect_vfio_user(const std::string& socket_path,
+VFIOQ_API Result<std::unique_ptr<Transport>> connect_vfio_user(const std::string& socket_path,
                                                      const VfioUserOptions& options = {});
 
 // Speaks vfio-user over an already connected socket; `name` prefixes errors.
-Result<std::unique_ptr<Transport>> open_vfio_user(UniqueFd socket, std::string name,
+VFIOQ_API Result<std::unique_ptr<Transport>> open_vfio_user(UniqueFd socket, std::string name,
                                                   const VfioUserOptions& options = {});
 
 }  // namespace vfioq

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <span>
 
-#include "model_config.hpp"
+#include "vfioq/model_config.hpp"
 
 namespace vfioq::model {
 

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "common/device_access.hpp"
+#include "vfio_user/device_access.hpp"
 
 namespace vfioq::model {
 

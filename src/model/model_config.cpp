@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "model_config.hpp"
+#include "vfioq/model_config.hpp"
 
 #include <string>
 

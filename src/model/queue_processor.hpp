@@ -18,7 +18,7 @@
 
 #include "command_executor.hpp"
 #include "fault_plan.hpp"
-#include "model_config.hpp"
+#include "vfioq/model_config.hpp"
 #include "vfioq/sgq_commands.hpp"
 
 namespace vfioq::model {

@@ -16,7 +16,7 @@
 
 #include "config_space.hpp"
 #include "dma_space.hpp"
-#include "model_config.hpp"
+#include "vfioq/model_config.hpp"
 #include "msix.hpp"
 #include "vfioq/result.hpp"
 #include "vfioq/unique_fd.hpp"

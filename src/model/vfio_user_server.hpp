@@ -13,7 +13,7 @@
 #include <optional>
 #include <thread>
 
-#include "../common/message_socket.hpp"
+#include "vfio_user/message_socket.hpp"
 #include "sgq_device.hpp"
 
 namespace vfioq::model {

@@ -22,8 +22,8 @@
 #include <set>
 #include <thread>
 
-#include "../common/device_access.hpp"
-#include "../common/message_socket.hpp"
+#include "vfio_user/device_access.hpp"
+#include "vfio_user/message_socket.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/vfio_user.hpp"
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/vfio_user_protocol.hpp"
+#include "vfio_user/protocol.hpp"
 #include "vfioq/unique_fd.hpp"
 
 namespace vfioq::fuzz {

@@ -9,7 +9,7 @@
 
 #include <chrono>
 
-#include "common/message_socket.hpp"
+#include "vfio_user/message_socket.hpp"
 #include "fuzz_input.hpp"
 #include "fuzz_peer.hpp"
 #include "model/model_server.hpp"

@@ -9,15 +9,33 @@ meson setup "$tmp/build" "$src" --prefix="$tmp/prefix" --libdir=lib -Dtests=fals
     { cat "$tmp/setup.log"; exit 1; }
 ninja -C "$tmp/build" install >"$tmp/install.log" || { tail -50 "$tmp/install.log"; exit 1; }
 export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
-pkg-config --exists vfioq
+pkg-config --exists vfioq vfioq-model
 c++ -std=c++20 -Wall -Werror "$src/examples/outside_consumer.cpp" -o "$tmp/consumer" \
-    $(pkg-config --cflags --libs vfioq)
+    $(pkg-config --cflags --libs vfioq-model)
 LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/consumer" | tee "$tmp/out"
 grep -qx "SCRATCH reads back 0xc0ffee" "$tmp/out"
-# The DMA path through the installed library and headers alone.
-c++ -std=c++20 -Wall -Werror "$src/examples/hello_dma.cpp" -o "$tmp/hello_dma" $(pkg-config --cflags --libs vfioq)
+# The DMA path through the installed libraries and headers alone.
+c++ -std=c++20 -Wall -Werror "$src/examples/hello_dma.cpp" -o "$tmp/hello_dma" $(pkg-config --cflags --libs vfioq-model)
 LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/hello_dma" | tee "$tmp/out"
 grep -q "read them back: identical" "$tmp/out"
+# A program that links the driver library alone reaches a vfio-user card (the installed
+# vfioq-devsim), and is told what to link for the `model` address.
+c++ -std=c++20 -Wall -Werror "$src/examples/driver_only.cpp" -o "$tmp/driver_only" $(pkg-config --cflags --libs vfioq)
+if readelf -d "$tmp/driver_only" | grep -q "libvfioq-model"; then
+    echo "driver_only links the model library"; exit 1
+fi
+LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/prefix/bin/vfioq-devsim" --socket "$tmp/card.sock" --log-level warn &
+devsim=$!
+trap 'kill "$devsim" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+for _ in $(seq 100); do [ -S "$tmp/card.sock" ] && break; sleep 0.1; done
+LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/driver_only" "vfio-user:$tmp/card.sock" | tee "$tmp/out"
+grep -qx "an SGQ card, interface 1.0" "$tmp/out"
+if LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/driver_only" model 2>"$tmp/err"; then
+    echo "driver_only opened 'model' without the model library"; exit 1
+fi
+grep -q "libvfioq-model" "$tmp/err"
+kill "$devsim"
+wait "$devsim" || true
 # Every public header compiles on its own.
 for h in "$tmp"/prefix/include/vfioq/*.hpp; do
     echo "#include <vfioq/$(basename "$h")>" | c++ -std=c++20 -Wall -Werror -fsyntax-only -x c++ - \
@@ -25,4 +43,9 @@ for h in "$tmp"/prefix/include/vfioq/*.hpp; do
 done
 test -x "$tmp/prefix/bin/vfioq-info" && test -x "$tmp/prefix/bin/vfioq-selftest"
 test -L "$tmp/prefix/lib/libvfioq.so" && test -e "$tmp/prefix/lib/libvfioq.so.0"
+test -L "$tmp/prefix/lib/libvfioq-model.so" && test -e "$tmp/prefix/lib/libvfioq-model.so.0"
+# The installed libraries export their public API only.
+mkdir -p "$tmp/exports/src"
+cp -P "$tmp"/prefix/lib/libvfioq*.so* "$tmp/exports/src/"
+"$src/tests/abi/test_exports.sh" "$tmp/exports"
 echo "1 passed, 0 failed"

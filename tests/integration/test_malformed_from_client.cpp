@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "../support/model_fixture.hpp"
-#include "common/vfio_user_protocol.hpp"
+#include "vfio_user/protocol.hpp"
 #include "vfioq/sgq_registers.hpp"
 
 namespace vfioq {

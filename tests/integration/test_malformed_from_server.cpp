@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "../support/model_fixture.hpp"
-#include "common/vfio_user_protocol.hpp"
+#include "vfio_user/protocol.hpp"
 #include "vfioq/vfio_user.hpp"
 
 namespace vfioq {

@@ -10,6 +10,7 @@
 
 #include "../support/model_fixture.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/model.hpp"
 #include "vfioq/pci_info.hpp"
 #include "vfioq/sgq_registers.hpp"
 
@@ -307,7 +308,17 @@ TEST_F(VfioUserTest, DisconnectFromAnIdleCardResetsIt) {
     EXPECT_EQ(model.device->read32(kQueueRegsBase + 3 * kQueueRegsStride + kQRegSqSize), 0u);
 }
 
+TEST(VfioUserModelAddress, WithoutTheModelLibraryTheModelAddressSaysWhatToLink) {
+    set_model_opener(nullptr);  // as in a program that links the driver library alone
+    auto dev = Device::open("model");
+    ASSERT_FALSE(dev.has_value());
+    EXPECT_EQ(dev.error().code, ENOTSUP);
+    EXPECT_NE(dev.error().message.find("libvfioq-model"), std::string::npos) << dev.error().message;
+    EXPECT_NE(dev.error().message.find("enable_model_address"), std::string::npos) << dev.error().message;
+}
+
 TEST(VfioUserModelAddress, ModelDeviceOpensInProcess) {
+    model::enable_model_address();
     auto dev = Device::open("model");
     ASSERT_TRUE(dev.has_value()) << dev.error().message;
     EXPECT_EQ((*dev)->name(), "model");
@@ -342,6 +353,7 @@ TEST(VfioUserModelAddress, AddressesParseOrExplain) {
 }
 
 TEST(VfioUserModelAddress, DeviceAccessChecksWidthAlignmentAndRange) {
+    model::enable_model_address();
     auto dev = Device::open("model");
     ASSERT_TRUE(dev.has_value());
     Device& d = **dev;

@@ -10,6 +10,7 @@
 
 #include "../support/model_card.hpp"
 #include "../support/reported.hpp"
+#include "model/fault_plan.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/sgq_registers.hpp"

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "common/message_socket.hpp"
-#include "common/vfio_user_protocol.hpp"
+#include "vfio_user/message_socket.hpp"
+#include "vfio_user/protocol.hpp"
 #include "vfioq/transport.hpp"
 
 namespace {

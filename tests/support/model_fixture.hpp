@@ -12,7 +12,7 @@
 #include <memory>
 #include <thread>
 
-#include "common/message_socket.hpp"
+#include "vfio_user/message_socket.hpp"
 #include "model/sgq_device.hpp"
 #include "model/vfio_user_server.hpp"
 #include "vfioq/vfio_user.hpp"

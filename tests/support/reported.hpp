@@ -11,7 +11,7 @@
 #include <map>
 #include <vector>
 
-#include "model/model_config.hpp"
+#include "vfioq/model_config.hpp"
 #include "vfioq/queue_pair.hpp"
 
 namespace vfioq::test {

@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "../support/model_fixture.hpp"
-#include "common/message_socket.hpp"
-#include "common/vfio_user_protocol.hpp"
+#include "vfio_user/message_socket.hpp"
+#include "vfio_user/protocol.hpp"
 
 namespace vfioq::vfio_user {
 namespace {

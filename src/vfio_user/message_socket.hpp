@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "vfio_user_protocol.hpp"
+#include "protocol.hpp"
 #include "vfioq/result.hpp"
 #include "vfioq/unique_fd.hpp"
 

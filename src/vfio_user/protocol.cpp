@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "vfio_user_protocol.hpp"
+#include "protocol.hpp"
 
 #include <nlohmann/json.hpp>
 
