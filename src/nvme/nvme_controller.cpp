@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <linux/pci_regs.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -67,14 +66,6 @@ Result<uint32_t> NvmeController::wait_csts(const std::function<bool(uint32_t)>& 
     }
 }
 
-Result<void> NvmeController::apply_vectors() {
-    std::vector<int> fds;
-    for (const auto& fd : vector_fds_) fds.push_back(fd ? fd.get() : -1);
-    if (auto r = device_.transport().set_irq_eventfds(kIrqMsix, 0, fds); !r)
-        return r.error().with_context(name() + ": assigning MSI-X eventfds");
-    return {};
-}
-
 Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     auto cap = device_.read64(kBar, kRegCap);
     auto vs = device_.read32(kBar, kRegVs);
@@ -92,6 +83,9 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
         return make_error(EPROTO, fmt::format("{}: CAP {:#x}: DSTRD {} puts the admin doorbells beyond BAR0 ({:#x} "
                                               "bytes)",
                                               name(), *cap, cap_.dstrd, bar));
+    // Queue 0 is the admin queue: its doorbells are placed here, I/O queues take 1 and up.
+    const io::QueueLayout layout{kBar, cap_.dstrd, sq_tail_doorbell, cq_head_doorbell, 64, 16, 1};
+    host_.set_layout(layout, 1);
     info_.kind = "NVMe";
     info_.version = *vs;
     info_.max_queue_entries = cap_.mqes + 1;
@@ -111,12 +105,7 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     // MSI-X before CC.EN: QEMU's controller, at least, never signals vectors set up later.
     auto irq = device_.transport().irq_info(kIrqMsix);
     const uint32_t vectors = irq ? std::min<uint32_t>(irq->count, 65) : 0;
-    vector_fds_.clear();
-    for (uint32_t v = 0; v < vectors; ++v) vector_fds_.emplace_back();
-    if (vectors > 0) {
-        vector_fds_[0].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (auto r = apply_vectors(); !r) return r.error();
-    }
+    if (auto r = host_.open_vectors(vectors); !r) return r.error();
     auto& dma = device_.dma();
     auto sq = dma.allocate(kAdminEntries * 64), cq = dma.allocate(kAdminEntries * 16), id = dma.allocate(4096);
     if (!sq || !cq || !id) return (!sq ? sq.error() : !cq ? cq.error() : id.error()).with_context(name() + ": admin queue");
@@ -137,12 +126,8 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     rc.cq = acq_.data();
     rc.cq_entries = kAdminEntries;
     rc.max_outstanding = kAdminEntries - 1;
-    for (auto [off, db] : {std::pair{sq_tail_doorbell(0, cap_.dstrd), &rc.sq_tail},
-                           std::pair{cq_head_doorbell(0, cap_.dstrd), &rc.cq_head}}) {
-        db->offset = off;
-        db->mapped = static_cast<volatile uint32_t*>(device_.mapped(kBar, off, 4));
-        db->fallback = this;
-    }
+    host_.place_doorbell(rc.sq_tail, sq_tail_doorbell(0, cap_.dstrd));
+    host_.place_doorbell(rc.cq_head, cq_head_doorbell(0, cap_.dstrd));
     admin_ = engine::QueueEngine(rc);
     for (auto r : {device_.write32(kBar, kRegAqa, (kAdminEntries - 1) << 16 | (kAdminEntries - 1)),
                    device_.write64(kBar, kRegAsq, *asq_addr), device_.write64(kBar, kRegAcq, *acq_addr),
@@ -151,7 +136,7 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     auto ready = wait_csts([](uint32_t v) { return (v & (kCstsRdy | kCstsCfs)) != 0; }, "RDY = 1 after CC.EN = 1");
     if (!ready) return ready.error();
     if (*ready & kCstsCfs) return make_error(EIO, name() + ": CSTS.CFS (controller fatal status) after enabling");
-    running_ = true;
+    host_.set_running(true);
 
     Command c{};
     c.dw[0] = kAdminIdentify;
@@ -204,7 +189,7 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     info_.max_segments = ns_.max_segments;
     // PRPs need pages except at the ends of a transfer; whole pages say that simply.
     info_.segment_alignment = ns_.sgl ? ((sgls & 3) == 2 ? 4 : 1) : 4096;
-    queues_.assign(info_.queue_pairs + 1, nullptr);
+    host_.set_layout(layout, info_.queue_pairs + 1);
     log::get(log::kDevice)->info("{}: NVMe {}.{} controller '{}' (serial {}) ready: namespace 1 of {} blocks of {} "
                                  "bytes, {} I/O queues of up to {} entries, {} bytes per command, data by {}",
                                  name(), *vs >> 16, (*vs >> 8) & 0xFF, model, serial, ns_.blocks, ns_.block_size,
@@ -240,14 +225,14 @@ Result<uint32_t> NvmeController::admin(Command cmd, const std::string& what) {
 }
 
 Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const QueuePairOptions& o) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(host_.mutex());
     auto refuse = [&](int code, const std::string& why) {
         return make_error(code, fmt::format("{}: creating a queue pair: {}", name(), why));
     };
-    if (!running_) return refuse(EPIPE, "the controller is shut down");
-    auto slot = std::find(queues_.begin() + 1, queues_.end(), nullptr);
-    if (slot == queues_.end()) return refuse(EBUSY, fmt::format("all {} I/O queues are in use", info_.queue_pairs));
-    const auto qid = static_cast<uint16_t>(slot - queues_.begin());
+    if (!host_.running()) return refuse(EPIPE, "the controller is shut down");
+    const auto free_qid = host_.free_qid();
+    if (!free_qid) return refuse(EBUSY, fmt::format("all {} I/O queues are in use", info_.queue_pairs));
+    const uint16_t qid = *free_qid;
     const uint32_t max_entries = info_.max_queue_entries;
     if (o.depth == 0 || o.depth + 1 > max_entries)
         return refuse(EINVAL, fmt::format("depth {} is outside 1 .. {} (MQES)", o.depth, max_entries - 1));
@@ -256,8 +241,8 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
     if (sq_entries < o.depth + 1 || sq_entries > max_entries || cq_entries < 2 || cq_entries > max_entries)
         return refuse(EINVAL, fmt::format("{} SQ / {} CQ entries do not fit depth {} and MQES {}", sq_entries,
                                           cq_entries, o.depth, max_entries - 1));
-    if (o.interrupts && qid >= vector_fds_.size())
-        return refuse(ENOSPC, fmt::format("queue {} would use MSI-X vector {} of {}", qid, qid, vector_fds_.size()));
+    if (o.interrupts && qid >= host_.vector_count())
+        return refuse(ENOSPC, fmt::format("queue {} would use MSI-X vector {} of {}", qid, qid, host_.vector_count()));
     io::QueuePairResources res;
     res.qid = qid;
     res.depth = o.depth;
@@ -266,24 +251,8 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
     res.poll_batch = o.poll_batch ? o.poll_batch : 256;
     res.command_timeout = o.command_timeout;
     res.sgl_page_count = o.sgl_pages ? o.sgl_pages : std::max<uint32_t>(16, o.depth / 4);
-    if (const uint64_t bar = device_.bar_size(kBar); cq_head_doorbell(qid, cap_.dstrd) + 4 > bar)
-        return make_error(ENOSPC, fmt::format("{}: queue {}: its doorbells at DSTRD {} lie beyond BAR0 ({:#x} bytes)",
-                                              name(), qid, cap_.dstrd, bar));
+    if (auto r = host_.allocate_rings(res); !r) return r.error();
     auto& dma = device_.dma();
-    auto sq = dma.allocate(uint64_t{sq_entries} * 64), cq = dma.allocate(uint64_t{cq_entries} * 16);
-    auto pages = dma.allocate(uint64_t{res.sgl_page_count} * dma::kSglPageSize);
-    if (!sq || !cq || !pages)
-        return (!sq ? sq.error() : !cq ? cq.error() : pages.error()).with_context(fmt::format("queue {}", qid));
-    res.sq = std::move(*sq);
-    res.cq = std::move(*cq);
-    res.sgl_pages = std::move(*pages);
-    std::memset(res.cq.data(), 0, res.cq.size());
-    for (auto [off, db] : {std::pair{sq_tail_doorbell(qid, cap_.dstrd), &res.sq_doorbell},
-                           std::pair{cq_head_doorbell(qid, cap_.dstrd), &res.cq_doorbell}}) {
-        db->offset = off;
-        db->mapped = static_cast<volatile uint32_t*>(device_.mapped(kBar, off, 4));
-        db->fallback = this;
-    }
     auto cq_addr = dma.device_address(res.cq.iova(), res.cq.size());
     auto sq_addr = dma.device_address(res.sq.iova(), res.sq.size());
     if (!cq_addr || !sq_addr)
@@ -291,18 +260,18 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
                          : sq_addr.error().with_context("submission queue"))
             .with_context(fmt::format("{}: queue {}", name(), qid));
     const uint32_t vector = o.interrupts ? qid : 0;
-    if (o.interrupts) {
-        vector_fds_[vector].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (auto r = apply_vectors(); !r) return r.error();
-        res.event_fd.reset(::dup(vector_fds_[vector].get()));
-        res.vector = static_cast<int>(vector);
-    }
+    if (o.interrupts)
+        if (auto r = host_.arm_queue_vector(qid, vector, res); !r) return r.error();
+    auto fail = [&](Error e) {
+        host_.disarm_queue_vector(qid);
+        return e;
+    };
     Command c{};
     c.dw[0] = kAdminCreateCq;
     set_prp1(c, *cq_addr);
     c.dw[10] = (cq_entries - 1) << 16 | qid;
     c.dw[11] = vector << 16 | (o.interrupts ? 2u : 0u) | 1u;  // IV, IEN, physically contiguous
-    if (auto r = admin(c, fmt::format("Create I/O CQ {}", qid)); !r) return r.error();
+    if (auto r = admin(c, fmt::format("Create I/O CQ {}", qid)); !r) return fail(r.error());
     c = Command{};
     c.dw[0] = kAdminCreateSq;
     set_prp1(c, *sq_addr);
@@ -313,11 +282,11 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
         d.dw[0] = kAdminDeleteCq;
         d.dw[10] = qid;
         (void)admin(d, "Delete I/O CQ");
-        return r.error();
+        return fail(r.error());
     }
     auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<NvmeCodec>(ns_, dma.bus_map()), std::move(res),
                                                     ns_.max_segments, dma);
-    queues_[qid] = qp.get();
+    host_.attach(qid, qp.get());
     return std::unique_ptr<QueuePair>(std::move(qp));
 }
 
@@ -347,33 +316,12 @@ Result<void> NvmeController::reset_controller(const std::string& why) {
 }
 
 void NvmeController::release_queue(uint16_t qid, QueuePair* qp) {
-    std::lock_guard lock(mutex_);
-    if (qid >= queues_.size() || queues_[qid] != qp) return;
-    queues_[qid] = nullptr;
-    if (qid < vector_fds_.size() && vector_fds_[qid]) {
-        vector_fds_[qid].reset();
-        if (auto r = apply_vectors(); !r) log::get(log::kDevice)->warn("{}", r.error().message);
-    }
-}
-
-void NvmeController::write_doorbell(uint64_t offset, uint32_t value) {
-    if (auto r = device_.write32(kBar, offset, value); !r)
-        log::get(log::kDevice)->error("{}: doorbell write at {:#x}: {}", name(), offset, r.error().message);
+    std::lock_guard lock(host_.mutex());
+    host_.release(qid, qp);
 }
 
 Result<void> NvmeController::shutdown() {
-    std::vector<io::EngineQueuePair*> open;
-    {
-        std::lock_guard lock(mutex_);
-        if (!running_) return {};
-        for (auto* qp : queues_)
-            if (qp) open.push_back(qp);
-    }
-    for (auto* qp : open) {
-        (void)qp->close();
-        qp->owner_gone();
-    }
-    running_ = false;
+    if (!host_.close_all()) return {};
     Result<void> result;
     if (auto r = device_.write32(kBar, kRegCc, kCcEnable | kCcIosqes | kCcIocqes | kCcShnNormal); !r)
         result = r.error();
@@ -382,8 +330,7 @@ Result<void> NvmeController::shutdown() {
              !s)
         result = s.error();
     (void)device_.write32(kBar, kRegCc, 0);
-    if (!vector_fds_.empty()) (void)device_.transport().disable_irqs(kIrqMsix);
-    vector_fds_.clear();
+    host_.close_vectors();
     return result;
 }
 

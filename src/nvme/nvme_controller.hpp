@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/queue_engine.hpp"
+#include "io/queue_host.hpp"
 #include "io/queue_profile.hpp"
 #include "nvme_codec.hpp"
 #include "nvme_registers.hpp"
@@ -22,7 +23,7 @@ class EngineQueuePair;
 
 namespace vfioq::nvme {
 
-class NvmeController final : public Controller, public engine::DoorbellWriter, public io::QueueOwner {
+class NvmeController final : public Controller, public io::QueueOwner {
 public:
     static Result<std::unique_ptr<Controller>> open(Device& device, const ControllerOptions& options);
     ~NvmeController() override;
@@ -40,29 +41,26 @@ public:
     Result<void> reset_controller(const std::string& why) override;
     void release_queue(uint16_t qid, QueuePair* qp) override;
     [[nodiscard]] const io::ControllerHealth& health() const override { return health_; }
-    void write_doorbell(uint64_t offset, uint32_t value) override;
 
 private:
-    explicit NvmeController(Device& device) : device_(device) { health_.device_gone = &device.gone_flag(); }
+    explicit NvmeController(Device& device) : device_(device), host_(device) {
+        health_.device_gone = &device.gone_flag();
+    }
     Result<void> bring_up(const ControllerOptions& options);
     Result<uint32_t> wait_csts(const std::function<bool(uint32_t)>& pred, const char* awaited);
     // Runs one admin command to completion; returns DW0 of its completion.
     Result<uint32_t> admin(Command cmd, const std::string& what);
-    Result<void> apply_vectors();
 
     Device& device_;
     ControllerInfo info_;
     Cap cap_{};
     NamespaceGeometry ns_;
-    std::mutex mutex_;        // queue bookkeeping
+    io::QueueHost host_;  // I/O queues from 1
     io::ControllerHealth health_;
     std::mutex admin_mutex_;  // the admin queue: one command at a time
     DmaBuffer asq_, acq_, identify_;
     uint64_t identify_address_ = 0;  // as the controller sees it
     engine::QueueEngine admin_;
-    std::vector<io::EngineQueuePair*> queues_;  // by qid; [0] is the admin queue's, unused
-    std::vector<UniqueFd> vector_fds_;
-    bool running_ = false;
 };
 
 }  // namespace vfioq::nvme

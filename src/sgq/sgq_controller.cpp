@@ -4,8 +4,6 @@
 #include <fmt/format.h>
 #include <linux/pci_regs.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <thread>
@@ -100,7 +98,8 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
     info_.ready_timeout = options.ready_timeout.count() > 0
                               ? options.ready_timeout
                               : std::chrono::milliseconds(std::max<uint32_t>(cap_.timeout, 1) * 100);
-    queues_.assign(info_.queue_pairs, nullptr);
+    host_.set_layout({kRegisterBar, cap_.dstrd, sq_tail_doorbell, cq_head_doorbell, kSqEntrySize, kCqEntrySize, 0},
+                     info_.queue_pairs);
     setups_.assign(info_.queue_pairs, QueueSetup{});
 
     // A controller left running by an earlier user is reset first: its queues point at memory that is gone.
@@ -115,16 +114,11 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
     // The event vector (0) gets an eventfd now; queue vectors join as queue pairs are made.
     auto irq = device_.transport().irq_info(kIrqMsix);
     const uint32_t vectors = irq ? std::min(irq->count, info_.queue_pairs + 1) : 0;
-    vector_fds_.clear();
-    for (uint32_t v = 0; v < vectors; ++v) vector_fds_.emplace_back();
     // Queue q uses vector q + 1; the contract's NQP + 1 vectors leave the last queue pair without one.
     info_.interrupt_queue_pairs = vectors > 0 ? std::min(vectors - 1, info_.queue_pairs) : 0;
-    if (vectors > 0) {
-        vector_fds_[0].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (auto r = apply_vectors(); !r) return r.error();
-    } else {
+    if (auto r = host_.open_vectors(vectors); !r) return r.error();
+    if (vectors == 0)
         log::get(log::kDevice)->warn("{}: no MSI-X vectors are offered; only polled queue pairs will work", name());
-    }
 
     // Bus mastering lets the card reach host memory (the kernel leaves it off).
     if (auto cmd = device_.config_read(PCI_COMMAND, 16); cmd && !(*cmd & PCI_COMMAND_MASTER))
@@ -132,20 +126,11 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
             return r.error().with_context(name() + ": enabling bus mastering");
 
     if (auto r = enable_controller(); !r) return r;
-    running_ = true;
+    host_.set_running(true);
     log::get(log::kDevice)->info("{}: SGQ controller {}.{} ready: {} queue pairs of up to {} entries, {} bytes of "
                                  "card memory, {} bytes and {} segments per command",
                                  name(), info_.version >> 16, info_.version & 0xFFFF, info_.queue_pairs,
                                  info_.max_queue_entries, info_.devmem_size, info_.max_transfer, info_.max_segments);
-    return {};
-}
-
-Result<void> SgqController::apply_vectors() {
-    // The whole table is set at once: a kernel may not take vectors one at a time.
-    std::vector<int> fds;
-    for (const auto& fd : vector_fds_) fds.push_back(fd ? fd.get() : -1);
-    if (auto r = device_.transport().set_irq_eventfds(kIrqMsix, 0, fds); !r)
-        return r.error().with_context(name() + ": assigning MSI-X eventfds");
     return {};
 }
 
@@ -170,15 +155,14 @@ Result<void> SgqController::disable_controller() {
 }
 
 Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueuePairOptions& o) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(host_.mutex());
     auto refuse = [&](int code, const std::string& why) {
         return make_error(code, fmt::format("{}: creating a queue pair: {}", name(), why));
     };
-    if (!running_) return refuse(EPIPE, "the controller is shut down");
-    auto free_slot = std::find(queues_.begin(), queues_.end(), nullptr);
-    if (free_slot == queues_.end())
-        return refuse(EBUSY, fmt::format("all {} queue pairs of the card are in use", queues_.size()));
-    const auto qid = static_cast<uint16_t>(free_slot - queues_.begin());
+    if (!host_.running()) return refuse(EPIPE, "the controller is shut down");
+    const auto free_qid = host_.free_qid();
+    if (!free_qid) return refuse(EBUSY, fmt::format("all {} queue pairs of the card are in use", host_.slots()));
+    const uint16_t qid = *free_qid;
     const uint32_t max_entries = std::min<uint32_t>(info_.max_queue_entries, 65536);
     if (o.depth == 0 || o.depth > 65535 || o.depth + 1 > max_entries)
         return refuse(EINVAL, fmt::format("depth {} is outside 1 .. {} (the card's rings hold {} entries)", o.depth,
@@ -192,9 +176,9 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
     if (cq_entries < 2 || cq_entries > max_entries)
         return refuse(EINVAL, fmt::format("{} CQ entries is outside 2 .. {}", cq_entries, max_entries));
     const uint32_t vector = qid + 1u;
-    if (o.interrupts && vector >= vector_fds_.size())
+    if (o.interrupts && vector >= host_.vector_count())
         return refuse(ENOSPC, fmt::format("queue {} would use MSI-X vector {} and the card offers {}", qid, vector,
-                                          vector_fds_.size()));
+                                          host_.vector_count()));
     if (o.poll_batch == 0) return refuse(EINVAL, "poll batch must be at least 1");
 
     io::QueuePairResources res;
@@ -205,42 +189,14 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
     res.poll_batch = o.poll_batch;
     res.command_timeout = o.command_timeout;
     res.sgl_page_count = o.sgl_pages ? o.sgl_pages : std::max<uint32_t>(16, o.depth / 4);
-    auto& dma = device_.dma();
-    auto sq = dma.allocate(uint64_t{sq_entries} * kSqEntrySize);
-    if (!sq) return sq.error().with_context(fmt::format("queue {} submission ring", qid));
-    auto cq = dma.allocate(uint64_t{cq_entries} * kCqEntrySize);
-    if (!cq) return cq.error().with_context(fmt::format("queue {} completion ring", qid));
-    auto pages = dma.allocate(uint64_t{res.sgl_page_count} * dma::kSglPageSize);
-    if (!pages) return pages.error().with_context(fmt::format("queue {} descriptor pages", qid));
-    res.sq = std::move(*sq);
-    res.cq = std::move(*cq);
-    res.sgl_pages = std::move(*pages);
-    std::memset(res.cq.data(), 0, res.cq.size());  // phase 0 everywhere: nothing posted yet
-
-    for (const auto& [off, doorbell] :
-         {std::pair{sq_tail_doorbell(qid, cap_.dstrd), &res.sq_doorbell},
-          std::pair{cq_head_doorbell(qid, cap_.dstrd), &res.cq_doorbell}}) {
-        doorbell->offset = off;
-        doorbell->mapped = static_cast<volatile uint32_t*>(device_.mapped(kRegisterBar, off, 4));
-        doorbell->fallback = this;
-    }
-
-    if (o.interrupts) {
-        vector_fds_[vector].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (auto r = apply_vectors(); !r) {
-            vector_fds_[vector].reset();
-            return r.error();
-        }
-        res.event_fd.reset(::dup(vector_fds_[vector].get()));
-        res.vector = static_cast<int>(vector);
-    }
+    if (auto r = host_.allocate_rings(res); !r) return r.error();
+    if (o.interrupts)
+        if (auto r = host_.arm_queue_vector(qid, vector, res); !r) return r.error();
     auto fail = [&](Error e) {
-        if (o.interrupts) {
-            vector_fds_[vector].reset();
-            (void)apply_vectors();
-        }
+        host_.disarm_queue_vector(qid);
         return e.with_context(fmt::format("{}: queue {}", name(), qid));
     };
+    auto& dma = device_.dma();
     // A queue left enabled (by a crashed program, or a disable the card never finished) ignores
     // new base and size registers: disable it first, or say why it cannot be used.
     auto status = reg32(queue_register(qid, kQRegStatus), "Q_STATUS");
@@ -264,7 +220,7 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
     const dma::SglLimits limits{cap_.max_sge, cap_.sge_align, cap_.max_xfer};
     auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<SgqCodec>(limits, info_.devmem_size, dma.bus_map()),
                                                     std::move(res), limits.max_sge, dma);
-    queues_[qid] = qp.get();
+    host_.attach(qid, qp.get());
     log::get(log::kDevice)->debug("{}: queue pair {} enabled: depth {}, {} SQ / {} CQ entries, {}", name(), qid,
                                   o.depth, sq_entries, cq_entries,
                                   o.interrupts ? fmt::format("interrupts on vector {}", vector) : "polled");
@@ -294,28 +250,23 @@ Result<void> SgqController::start_queue_locked(uint16_t qid) {
 }
 
 Result<void> SgqController::enable_queue(uint16_t qid) {
-    std::lock_guard lock(mutex_);
-    if (!running_) return make_error(EPIPE, fmt::format("{}: queue {}: the controller is shut down", name(), qid));
+    std::lock_guard lock(host_.mutex());
+    if (!host_.running()) return make_error(EPIPE, fmt::format("{}: queue {}: the controller is shut down", name(), qid));
     if (auto r = start_queue_locked(qid); !r)
         return r.error().with_context(fmt::format("{}: enabling queue {} again", name(), qid));
     return {};
 }
 
 Result<void> SgqController::reset_controller(const std::string& why) {
-    std::lock_guard lock(mutex_);
-    if (!running_) return make_error(EPIPE, fmt::format("{}: the controller is shut down", name()));
+    std::lock_guard lock(host_.mutex());
+    if (!host_.running()) return make_error(EPIPE, fmt::format("{}: the controller is shut down", name()));
     log::get(log::kDevice)->warn("{}: resetting the controller: {}", name(), why);
     // Every queue stops at once; each queue pair learns of it from health_ and reclaims its own commands.
     auto down = disable_controller();
     health_.resets.fetch_add(1, std::memory_order_release);
     if (!down) return down.error().with_context("resetting the controller");
     if (auto r = enable_controller(); !r) return r.error().with_context("bringing the controller back after a reset");
-    // Waiters on queue vectors wake up to see it now rather than at their timeout.
-    const uint64_t one = 1;
-    for (size_t v = 1; v < vector_fds_.size(); ++v)
-        if (vector_fds_[v] && ::write(vector_fds_[v].get(), &one, sizeof(one)) < 0) {
-            // A saturated counter means the waiter wakes anyway.
-        }
+    host_.wake_queue_vectors();
     return {};
 }
 
@@ -340,38 +291,16 @@ Result<void> SgqController::disable_queue(uint16_t qid, const std::function<void
 }
 
 void SgqController::release_queue(uint16_t qid, QueuePair* qp) {
-    std::lock_guard lock(mutex_);
-    if (qid >= queues_.size() || queues_[qid] != qp) return;
-    queues_[qid] = nullptr;
-    const uint32_t vector = qid + 1u;
-    if (vector < vector_fds_.size() && vector_fds_[vector]) {
-        vector_fds_[vector].reset();
-        if (auto r = apply_vectors(); !r) log::get(log::kDevice)->warn("{}", r.error().message);
-    }
-}
-
-void SgqController::write_doorbell(uint64_t offset, uint32_t value) {
-    if (auto r = device_.write32(kRegisterBar, offset, value); !r)
-        log::get(log::kDevice)->error("{}: doorbell write at {:#x}: {}", name(), offset, r.error().message);
+    std::lock_guard lock(host_.mutex());
+    host_.release(qid, qp);
 }
 
 Result<void> SgqController::shutdown() {
-    std::vector<io::EngineQueuePair*> open;
-    {
-        std::lock_guard lock(mutex_);
-        if (!running_) return {};
-        for (auto* qp : queues_)
-            if (qp) open.push_back(qp);
-    }
-    for (auto* qp : open) {
-        (void)qp->close();
-        qp->owner_gone();
-    }
-    running_ = false;
+    if (!host_.close_all()) return {};
     Result<void> result;
     if (device_.gone()) {
         // Nothing to shut down: the card is not there to hear it.
-        vector_fds_.clear();
+        host_.close_vectors();
         return {};
     }
     if (auto r = set_reg32(kRegCtrl, kCtrlEn | kCtrlShnNormal, "CTRL"); !r) {
@@ -384,8 +313,7 @@ Result<void> SgqController::shutdown() {
         if (!done) result = done.error();
     }
     if (auto r = disable_controller(); !r && result) result = r.error();
-    if (!vector_fds_.empty()) (void)device_.transport().disable_irqs(kIrqMsix);
-    vector_fds_.clear();
+    host_.close_vectors();
     return result;
 }
 

@@ -10,7 +10,7 @@
 
 #include "vfioq/controller.hpp"
 #include "vfioq/sgq_registers.hpp"
-#include "engine/queue_engine.hpp"
+#include "io/queue_host.hpp"
 #include "io/queue_profile.hpp"
 
 namespace vfioq::io {
@@ -19,7 +19,7 @@ class EngineQueuePair;
 
 namespace vfioq::sgq {
 
-class SgqController final : public Controller, public engine::DoorbellWriter, public io::QueueOwner {
+class SgqController final : public Controller, public io::QueueOwner {
 public:
     static Result<std::unique_ptr<Controller>> open(Device& device, const ControllerOptions& options);
     ~SgqController() override;
@@ -28,7 +28,7 @@ public:
     [[nodiscard]] const ControllerInfo& info() const override { return info_; }
     Result<std::unique_ptr<QueuePair>> create_queue_pair(const QueuePairOptions& options) override;
     Result<void> shutdown() override;
-    [[nodiscard]] int event_fd() const override { return vector_fds_.empty() ? -1 : vector_fds_[0].get(); }
+    [[nodiscard]] int event_fd() const override { return host_.vector_fd(0); }
 
     [[nodiscard]] const std::string& name() const override { return device_.name(); }
 
@@ -39,9 +39,6 @@ public:
     void release_queue(uint16_t qid, QueuePair* qp) override;
     [[nodiscard]] const io::ControllerHealth& health() const override { return health_; }
 
-    // Doorbell writes through the transport where the doorbell page is not mapped.
-    void write_doorbell(uint64_t offset, uint32_t value) override;
-
 private:
     // What a queue is enabled with, kept to enable it again after a recovery.
     struct QueueSetup {
@@ -49,17 +46,18 @@ private:
         uint32_t sq_entries = 0, cq_entries = 0, coal = 0, q_ctrl = 0;
     };
 
-    explicit SgqController(Device& device) : device_(device) { health_.device_gone = &device.gone_flag(); }
+    explicit SgqController(Device& device) : device_(device), host_(device) {
+        health_.device_gone = &device.gone_flag();
+    }
     Result<void> bring_up(const ControllerOptions& options);
     Result<uint32_t> reg32(uint64_t offset, const char* name);
     Result<void> set_reg32(uint64_t offset, uint32_t value, const char* name);
     // Polls `reg` until pred(value) or the ready timeout; the error says what was awaited.
     Result<uint32_t> wait_register(uint64_t offset, const char* name, const std::function<bool(uint32_t)>& pred,
                                    const std::string& awaited, const std::function<void()>& between = {});
-    Result<void> apply_vectors();
     Result<void> disable_controller();
     Result<void> enable_controller();
-    // Writes a queue's registers from setups_ and sets ENABLE; callers hold mutex_.
+    // Writes a queue's registers from setups_ and sets ENABLE; callers hold host_.mutex().
     Result<void> start_queue_locked(uint16_t qid);
     // A register read all-ones: if ID does too, the device is gone (marked so) and this is the error.
     std::optional<Error> confirm_gone(const char* reg, const std::string& doing);
@@ -67,12 +65,9 @@ private:
     Device& device_;
     ControllerInfo info_;
     Cap cap_{};
-    std::mutex mutex_;
-    std::vector<io::EngineQueuePair*> queues_;  // by qid; null when free
-    std::vector<QueueSetup> setups_;              // by qid
+    io::QueueHost host_;
+    std::vector<QueueSetup> setups_;  // by qid, under host_.mutex()
     io::ControllerHealth health_;
-    std::vector<UniqueFd> vector_fds_;   // MSI-X eventfds by vector
-    bool running_ = false;
 };
 
 }  // namespace vfioq::sgq
