@@ -2,9 +2,9 @@
 // A program that links the driver library alone (`pkg-config --libs vfioq`):
 // it reaches a card at a vfio-user socket or a PCI address, and the `model`
 // address tells it what to link instead of starting a model it does not have.
-#include <vfioq/vfioq.hpp>
-
 #include <cstdio>
+
+#include <vfioq/vfioq.hpp>
 
 int main(int argc, char** argv) {
     if (argc != 2) {

@@ -7,12 +7,12 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <vfioq/model.hpp>
-#include <vfioq/vfioq.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
+
+#include <vfioq/model.hpp>
+#include <vfioq/vfioq.hpp>
 
 namespace {
 

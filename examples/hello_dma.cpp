@@ -2,11 +2,11 @@
 // hello_dma: the smallest complete vfioq program. It opens a device (the
 // built-in model unless an address is given), brings the card up, writes a
 // buffer into card memory by DMA, reads it back into another, and compares.
-#include <vfioq/model.hpp>
-#include <vfioq/vfioq.hpp>
-
 #include <cstdio>
 #include <cstring>
+
+#include <vfioq/model.hpp>
+#include <vfioq/vfioq.hpp>
 
 namespace {
 

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The smallest program outside the tree: built with `pkg-config --cflags --libs vfioq-model`,
 // it opens the built-in model and pokes a register.
+#include <cstdio>
+
 #include <vfioq/model.hpp>
 #include <vfioq/vfioq.hpp>
-
-#include <cstdio>
 
 int main() {
     vfioq::model::enable_model_address();  // "model" is served by libvfioq-model

@@ -48,7 +48,7 @@ Result<void> Device::map_bars() {
             auto mapping = transport_->map_region(bar, area);
             if (!mapping) {
                 // Messages still reach the area; slower, but nothing is lost.
-                log::get(log::kDevice)->warn("{}: {}", name(), mapping.error().message);
+                log::logger<log::kDevice>().warn("{}: {}", name(), mapping.error().message);
                 continue;
             }
             mappings_.push_back(std::move(*mapping));
@@ -78,7 +78,7 @@ void Device::mark_gone(const std::string& why) {
         for (auto& m : mappings_) m.replace_with_all_ones();
         gone_.store(true, std::memory_order_release);
     }
-    log::get(log::kDevice)->error("{}: the device is gone: {}", name(), why);
+    log::logger<log::kDevice>().error("{}: the device is gone: {}", name(), why);
 }
 
 Error Device::gone_error(const char* verb, uint32_t index, uint64_t offset) const {

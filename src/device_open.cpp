@@ -57,9 +57,10 @@ Result<std::unique_ptr<Device>> Device::open(std::string_view text, const OpenOp
     switch (address->kind) {
         case DeviceAddress::Kind::kModel: {
             if (ModelOpener opener = g_model_opener.load(std::memory_order_acquire)) return opener(options);
-            return make_error(ENOTSUP, "device address 'model': this program has no device model; the model is in "
-                                       "libvfioq-model, and vfioq::model::enable_model_address() lets "
-                                       "Device::open reach it (or use vfio-user:PATH with vfioq-devsim)");
+            return make_error(ENOTSUP,
+                              "device address 'model': this program has no device model; the model is in "
+                              "libvfioq-model, and vfioq::model::enable_model_address() lets "
+                              "Device::open reach it (or use vfio-user:PATH with vfioq-devsim)");
         }
         case DeviceAddress::Kind::kVfioUser: {
             auto transport = connect_vfio_user(address->target, options.vfio_user);

@@ -16,8 +16,7 @@ struct Registry {
     spdlog::level::level_enum default_level = spdlog::level::warn;
     std::map<std::string, spdlog::level::level_enum, std::less<>> overrides;
     std::map<std::string, std::shared_ptr<spdlog::logger>, std::less<>> loggers;
-    std::shared_ptr<spdlog::sinks::stderr_color_sink_mt> sink =
-        std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    std::shared_ptr<spdlog::sinks::stderr_color_sink_mt> sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
     bool environment_applied = false;
 
     spdlog::level::level_enum level_for(std::string_view name) const {
@@ -39,15 +38,14 @@ std::string_view trim(std::string_view s) {
 
 Result<spdlog::level::level_enum> parse_level(std::string_view text) {
     static const std::pair<std::string_view, spdlog::level::level_enum> names[] = {
-        {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
-        {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
-        {"warning", spdlog::level::warn}, {"error", spdlog::level::err},
+        {"trace", spdlog::level::trace},       {"debug", spdlog::level::debug},  {"info", spdlog::level::info},
+        {"warn", spdlog::level::warn},         {"warning", spdlog::level::warn}, {"error", spdlog::level::err},
         {"critical", spdlog::level::critical}, {"off", spdlog::level::off},
     };
     for (const auto& [name, level] : names)
         if (name == text) return level;
-    return make_error(EINVAL, "unknown log level '" + std::string(text) +
-                                  "' (use trace, debug, info, warn, error, critical or off)");
+    return make_error(
+        EINVAL, "unknown log level '" + std::string(text) + "' (use trace, debug, info, warn, error, critical or off)");
 }
 
 std::shared_ptr<spdlog::logger> get_locked(Registry& r, std::string_view subsystem) {

@@ -195,10 +195,11 @@ void show_sgq_registers(vfioq::Device& dev) {
     if (auto why = cap.problem())
         fmt::print("  => CAP cannot be used as the contract means it: {}\n", *why);
     else
-        fmt::print("  => {} queue pairs of up to {} entries, {} per command in up to {} descriptors, doorbell "
-                   "stride {}\n",
-                   cap.nqp + 1, uint64_t{cap.mqes} + 1, human_size(cap.max_transfer_bytes()), cap.max_sge,
-                   cap.doorbell_stride());
+        fmt::print(
+            "  => {} queue pairs of up to {} entries, {} per command in up to {} descriptors, doorbell "
+            "stride {}\n",
+            cap.nqp + 1, uint64_t{cap.mqes} + 1, human_size(cap.max_transfer_bytes()), cap.max_sge,
+            cap.doorbell_stride());
     fmt::print("\nQueue pairs:\n");
     for (uint32_t q = 0; q <= cap.nqp; ++q) {
         const uint32_t ctrl = check(dev.read32(kRegisterBar, queue_register(q, kQRegCtrl)));

@@ -6,16 +6,15 @@
 // runs for a time, optionally with the built-in model injecting faults, and
 // checks that every command was reported exactly once and that nothing
 // (file descriptors, mappings) leaked.
+#include <dirent.h>
 #include <fmt/format.h>
 #include <getopt.h>
 
-#include <dirent.h>
-
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <fstream>
 #include <map>
-#include <deque>
 #include <mutex>
 #include <random>
 #include <string>

@@ -16,8 +16,8 @@
 #include <memory>
 #include <string>
 
-#include "vfioq/export.hpp"
 #include "vfioq/device.hpp"
+#include "vfioq/export.hpp"
 #include "vfioq/queue_pair.hpp"
 #include "vfioq/result.hpp"
 

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "vfioq/export.hpp"
 #include "vfioq/dma.hpp"
+#include "vfioq/export.hpp"
 #include "vfioq/kernel_vfio.hpp"
 #include "vfioq/result.hpp"
 #include "vfioq/transport.hpp"

@@ -31,6 +31,7 @@ struct KernelVfioOptions {
 // Opens a PCI function ("0000:03:00.0"). Errors say the cause and the remedy:
 // not bound to vfio-pci, IOMMU off, group not viable (with its members), no
 // permission on the device node.
-VFIOQ_API Result<std::unique_ptr<Transport>> open_kernel_vfio(const std::string& bdf, const KernelVfioOptions& options = {});
+VFIOQ_API Result<std::unique_ptr<Transport>> open_kernel_vfio(const std::string& bdf,
+                                                              const KernelVfioOptions& options = {});
 
 }  // namespace vfioq

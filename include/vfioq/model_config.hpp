@@ -32,10 +32,10 @@ enum class FaultKind : uint8_t {
     kStalePhase,   // posted with the previous lap's phase: the host cannot see it, nor what follows
     kLate,         // posted FaultConfig::late_by after it was due
     // The card fails as a whole instead of posting this completion:
-    kFatal,        // STATUS.CFS and vector 0; nothing more is done until a reset
-    kHang,         // its engine hangs without a word: nothing more is done (a queue disable never finishes) until a reset
-    kAllOnes,      // it falls off the bus: every register reads all-ones, nothing more is done
-    kDisconnect,   // as kAllOnes, and the vfio-user server closes the connection
+    kFatal,    // STATUS.CFS and vector 0; nothing more is done until a reset
+    kHang,     // its engine hangs without a word: nothing more is done (a queue disable never finishes) until a reset
+    kAllOnes,  // it falls off the bus: every register reads all-ones, nothing more is done
+    kDisconnect,  // as kAllOnes, and the vfio-user server closes the connection
 };
 VFIOQ_MODEL_API const char* fault_name(FaultKind kind);
 // "drop", "duplicate", "wrong-cid", "stale-phase", "late", "status", "cfs", "hang", "all-ones", "disconnect".
@@ -72,12 +72,12 @@ struct VFIOQ_MODEL_API ModelConfig {
     uint64_t devmem_size = 64ull << 20;
 
     // CAP fields (spec 2.2), stored as the register encodes them.
-    uint16_t mqes = 0xFFFF;    // entries per queue minus 1
-    uint8_t nqp = 15;          // queue pairs minus 1
-    uint8_t timeout = 5;       // TO, in 100 ms units
-    uint8_t dstrd = 0;         // doorbell stride: 4 << DSTRD bytes
-    uint8_t sge_align = 0;     // log2 bytes
-    uint8_t max_xfer = 24;     // log2 bytes
+    uint16_t mqes = 0xFFFF;  // entries per queue minus 1
+    uint8_t nqp = 15;        // queue pairs minus 1
+    uint8_t timeout = 5;     // TO, in 100 ms units
+    uint8_t dstrd = 0;       // doorbell stride: 4 << DSTRD bytes
+    uint8_t sge_align = 0;   // log2 bytes
+    uint8_t max_xfer = 24;   // log2 bytes
     uint16_t max_sge = 1024;
 
     // PCI Express link the model reports: speed code (1 = 2.5 GT/s .. 5 = 32 GT/s) and width.

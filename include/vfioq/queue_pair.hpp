@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "vfioq/export.hpp"
 #include "vfioq/dma.hpp"
+#include "vfioq/export.hpp"
 #include "vfioq/result.hpp"
 
 namespace vfioq {

@@ -24,10 +24,10 @@ struct VfioUserOptions {
 
 // Connects to the server listening at `socket_path` and negotiates the version.
 VFIOQ_API Result<std::unique_ptr<Transport>> connect_vfio_user(const std::string& socket_path,
-                                                     const VfioUserOptions& options = {});
+                                                               const VfioUserOptions& options = {});
 
 // Speaks vfio-user over an already connected socket; `name` prefixes errors.
 VFIOQ_API Result<std::unique_ptr<Transport>> open_vfio_user(UniqueFd socket, std::string name,
-                                                  const VfioUserOptions& options = {});
+                                                            const VfioUserOptions& options = {});
 
 }  // namespace vfioq

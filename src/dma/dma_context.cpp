@@ -114,7 +114,7 @@ public:
         buffer_bytes_ -= mapped_size;
         if (!transport_) return;
         if (auto r = unmap_for_device(iova, mapped_size); !r)
-            log::get(log::kDevice)->error("{}: unmapping a DMA buffer: {}", name_, r.error().message);
+            log::logger<log::kDma>().error("{}: unmapping a DMA buffer: {}", name_, r.error().message);
         iova_.free(iova, mapped_size);
         pinned_ -= pinned_cost(mapped_size);
     }
@@ -211,8 +211,8 @@ public:
     void unmap(uint64_t iova, uint64_t size) override {
         if (!transport_) return;
         if (auto r = unmap_for_device(iova, size); !r)
-            log::get(log::kDevice)->error("{}: unmapping registered memory at IOVA {:#x}: {}", name_, iova,
-                                          r.error().message);
+            log::logger<log::kDma>().error("{}: unmapping registered memory at IOVA {:#x}: {}", name_, iova,
+                                           r.error().message);
         iova_.free(iova, size);
         pinned_ -= pinned_cost(size);
     }

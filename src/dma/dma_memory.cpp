@@ -63,9 +63,10 @@ Result<DmaMemory> allocate_dma_memory(size_t size, size_t hugepages_from, const 
         if (huge) return huge;
         static std::atomic<bool> told{false};
         if (!told.exchange(true))
-            log::get(log::kDevice)->info("no 2 MiB hugetlb pages for DMA memory ({}); using normal pages. "
-                                         "Reserve some with: echo N > /proc/sys/vm/nr_hugepages",
-                                         huge.error().message);
+            log::logger<log::kDma>().info(
+                "no 2 MiB hugetlb pages for DMA memory ({}); using normal pages. "
+                "Reserve some with: echo N > /proc/sys/vm/nr_hugepages",
+                huge.error().message);
     }
     auto m = map_memfd(size, false, name);
     if (!m) return m.error().with_context(fmt::format("allocating {} bytes of DMA memory", size));

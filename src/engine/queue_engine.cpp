@@ -35,10 +35,11 @@ void QueueEngine::record_bad(const CqEntry& e, BadCompletionReason reason) {
     if (bad_total_ <= 16 || bad_total_ % 1000 == 0) {
         uint32_t w[4];
         std::memcpy(w, &e, sizeof(w));
-        log::get(log::kDevice)->warn("queue {}: device error in completion entry {:08x} {:08x} {:08x} {:08x} "
-                                     "(CID {}, SQ id {}, SQ head {}, status {:#x}): {} ({} so far)",
-                                     cfg_.qid, w[0], w[1], w[2], w[3], e.cid, e.sqid, e.sqhd, e.status(),
-                                     bad_completion_reason(reason), bad_total_);
+        log::logger<log::kQueue>().warn(
+            "queue {}: device error in completion entry {:08x} {:08x} {:08x} {:08x} "
+            "(CID {}, SQ id {}, SQ head {}, status {:#x}): {} ({} so far)",
+            cfg_.qid, w[0], w[1], w[2], w[3], e.cid, e.sqid, e.sqhd, e.status(), bad_completion_reason(reason),
+            bad_total_);
     }
 }
 

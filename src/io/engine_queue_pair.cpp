@@ -18,21 +18,20 @@ EngineQueuePair::EngineQueuePair(QueueOwner& owner, std::unique_ptr<CommandCodec
       name_(owner.name()),
       res_(std::move(resources)),
       dma_(dma),
-      engine_(engine::RingConfig{res_.qid, res_.sq.data(), res_.sq_entries, res_.cq.data(), res_.cq_entries,
-                                 res_.depth, res_.sq_doorbell, res_.cq_doorbell}),
+      engine_(engine::RingConfig{res_.qid, res_.sq.data(), res_.sq_entries, res_.cq.data(), res_.cq_entries, res_.depth,
+                                 res_.sq_doorbell, res_.cq_doorbell}),
       pool_(res_.sgl_pages.data(), res_.sgl_pages.iova(), res_.sgl_page_count, dma.bus_map()),
       trackers_(res_.depth, Tracker{nullptr, nullptr, -1, 0, 0, kNil, kNil, 0}),
       scratch_(max_segments),
       timeout_ns_(res_.command_timeout.count()),
       owner_health_(&owner.health()),
-      seen_resets_(owner.health().resets.load()) {
-    if (res_.event_fd && ::io_uring_queue_init(4, &ring_, 0) == 0) ring_ready_ = true;
+      seen_resets_(owner.health().resets.load()),
+      interrupt_(res_.event_fd.get()) {
     clock_ns_ = now_ns();
 }
 
 EngineQueuePair::~EngineQueuePair() {
-    if (auto r = close(); !r) log::get(log::kDevice)->error("{}", r.error().message);
-    if (ring_ready_) ::io_uring_queue_exit(&ring_);
+    if (auto r = close(); !r) log::logger<log::kQueue>().error("{}", r.error().message);
 }
 
 int64_t EngineQueuePair::now_ns() const {
@@ -214,148 +213,25 @@ uint32_t EngineQueuePair::poll(uint32_t max) {
     return reported + n;
 }
 
-uint32_t EngineQueuePair::check_timeouts() {
-    polls_since_clock_ = 0;
-    clock_ns_ = now_ns();
-    if (state_ != State::kOpen || clock_ns_ - trackers_[oldest_].submitted_ns < timeout_ns_) return 0;
-    return recover();
-}
-
-uint32_t EngineQueuePair::report_outstanding(IoStatus otherwise) {
-    uint32_t n = 0;
-    const int64_t overdue_before = clock_ns_ - timeout_ns_;
-    engine_.reclaim_all([&](uint16_t tag) {
-        const bool overdue = timeout_ns_ != 0 && trackers_[tag].submitted_ns <= overdue_before;
-        report(tag, overdue ? IoStatus::kTimeout : otherwise);
-        ++n;
-    });
-    return n;
-}
-
-uint32_t EngineQueuePair::recover() {
-    const uint16_t cid = trackers_[oldest_].cid;
-    const auto waited_ms = (clock_ns_ - trackers_[oldest_].submitted_ns) / 1000000;
-    log::get(log::kDevice)->warn("{}: queue pair {}: command {} is not completed after {} ms (timeout {} ms); "
-                                 "disabling the queue to recover",
-                                 name_, res_.qid, cid, waited_ms, timeout_ns_ / 1000000);
-    state_ = State::kRecovering;
-    ++queue_recoveries_;
-    uint32_t reported = 0;
-    // The card completes (or aborts) what it holds while it takes the queue down.
-    auto down = owner_->disable_queue(res_.qid, [&] { reported += reap(0); });
-    reported += reap_all();
-    if (device_gone_now()) return reported + fail_gone();
-    if (down) {
-        // Whatever the card did not answer it no longer holds.
-        reported += report_outstanding(IoStatus::kAborted);
-        restart_queue("a timeout");
-        return reported;
-    }
-    if (down.error().code == ENODEV) return reported + fail_gone();
-    auto reset = owner_->reset_controller(
-        fmt::format("queue {} did not go down after command {} timed out: {}", res_.qid, cid, down.error().message));
-    seen_resets_ = owner_health_->resets.load();
-    ++controller_resets_;
-    reported += report_outstanding(IoStatus::kReset);
-    if (!reset) {
-        if (device_gone_now()) return reported + fail_gone();
-        state_ = State::kBroken;
-        broken_why_ = reset.error().message;
-        log::get(log::kDevice)->error("{}", broken_why_);
-        return reported;
-    }
-    restart_queue("a controller reset");
-    return reported;
-}
-
-uint32_t EngineQueuePair::on_health_change() {
-    if (!owner_health_ || state_ == State::kClosed || state_ == State::kGone) return 0;
-    if (device_gone_now()) return fail_gone();
-    seen_resets_ = owner_health_->resets.load();
-    ++controller_resets_;
-    const State was = state_;
-    state_ = State::kRecovering;
-    clock_ns_ = now_ns();
-    const uint32_t n = report_outstanding(IoStatus::kReset);
-    if (was == State::kBroken) {
-        state_ = State::kBroken;
-        return n;
-    }
-    restart_queue("a controller reset");
-    return n;
-}
-
-uint32_t EngineQueuePair::fail_gone() {
-    state_ = State::kGone;
-    // What the card posted before it went is in host memory and is its answer.
-    const uint32_t posted = reap_all();
-    uint32_t n = posted;
-    engine_.reclaim_all([&](uint16_t tag) {
-        report(tag, IoStatus::kDeviceGone);
-        ++n;
-    });
-    if (n != posted)
-        log::get(log::kDevice)->warn("{}: queue pair {}: the device is gone; {} commands reported DEVICE_GONE",
-                                     name_, res_.qid, n - posted);
-    return n;
-}
-
-void EngineQueuePair::restart_queue(const char* after) {
-    engine_.restart();
-    if (auto r = owner_->enable_queue(res_.qid); !r) {
-        if (device_gone_now()) {
-            fail_gone();
-            return;
-        }
-        state_ = State::kBroken;
-        broken_why_ = r.error().message;
-        log::get(log::kDevice)->error("{}: queue pair {}: could not bring the queue back after {}: {}", name_,
-                                      res_.qid, after, broken_why_);
-        return;
-    }
-    state_ = State::kOpen;
-    log::get(log::kDevice)->info("{}: queue pair {}: back in service after {}", name_, res_.qid, after);
-}
-
 Result<uint32_t> EngineQueuePair::wait(std::chrono::milliseconds timeout, uint32_t max) {
-    if (!res_.event_fd) return refused(ENOTSUP, "wait() needs interrupt mode (QueuePairOptions::interrupts)");
-    if (!ring_ready_) return refused(ENOSYS, "io_uring is not available to wait on the interrupt eventfd");
+    if (!interrupt_.has_eventfd())
+        return refused(ENOTSUP, "wait() needs interrupt mode (QueuePairOptions::interrupts)");
+    if (!interrupt_.available()) return refused(ENOSYS, "io_uring is not available to wait on the interrupt eventfd");
     if (uint32_t n = poll(max)) return n;
     if (state_ == State::kGone) return refused(ENODEV, "the device is gone");
-    if (!read_armed_) {
-        io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
-        ::io_uring_prep_read(sqe, res_.event_fd.get(), &event_count_, sizeof(event_count_), 0);
-        if (int rc = ::io_uring_submit(&ring_); rc < 0)
-            return refused(-rc, fmt::format("io_uring submit failed: {}", std::strerror(-rc)));
-        read_armed_ = true;
-    }
-    // Completions that came between the poll above and the read being armed
-    // left the eventfd counter above zero, so the read completes at once.
-    // The wait is cut into slices so that a command's timeout, a reset or a
-    // device that went away is seen while waiting, not only at the end.
+    // Completions that came between the poll above and the wait left the
+    // eventfd counter above zero, so the wait ends at once. The wait is cut
+    // into slices so that a command's timeout, a reset or a device that went
+    // away is seen while waiting, not only at the end.
     using namespace std::chrono;
     const auto deadline = steady_clock::now() + timeout;
     for (;;) {
         auto slice = duration_cast<nanoseconds>(deadline - steady_clock::now());
         slice = std::clamp<nanoseconds>(slice, nanoseconds(0), milliseconds(100));
-        __kernel_timespec ts{};
-        ts.tv_sec = slice.count() / 1000000000;
-        ts.tv_nsec = slice.count() % 1000000000;
-        io_uring_cqe* cqe = nullptr;
-        const int rc = ::io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
-        if (rc == -ETIME) {
-            if (uint32_t n = poll(max); n != 0 || steady_clock::now() >= deadline || state_ == State::kGone)
-                return n;
-            continue;
-        }
-        if (rc < 0) return refused(-rc, fmt::format("waiting for the interrupt failed: {}", std::strerror(-rc)));
-        const int res = cqe->res;
-        ::io_uring_cqe_seen(&ring_, cqe);
-        read_armed_ = false;
-        if (res < 0 && res != -EAGAIN)
-            return refused(-res, fmt::format("reading the interrupt eventfd failed: {}", std::strerror(-res)));
-        if (res > 0) ++interrupts_;
-        return poll(max);
+        auto woke = interrupt_.wait(slice);
+        if (!woke) return refused(woke.error().code, woke.error().message);
+        if (*woke == InterruptWait::Outcome::kInterrupt) return poll(max);
+        if (uint32_t n = poll(max); n != 0 || steady_clock::now() >= deadline || state_ == State::kGone) return n;
     }
 }
 
@@ -376,9 +252,10 @@ Result<void> EngineQueuePair::close() {
         result = {};  // nothing to take down
     }
     if (engine_.outstanding() != 0)
-        log::get(log::kDevice)->warn("{}: queue pair {}: {} commands were never completed by the device; "
-                                     "reported as CANCELLED",
-                                     name_, res_.qid, engine_.outstanding());
+        log::logger<log::kQueue>().warn(
+            "{}: queue pair {}: {} commands were never completed by the device; "
+            "reported as CANCELLED",
+            name_, res_.qid, engine_.outstanding());
     engine_.reclaim_all([this](uint16_t tag) { report(tag, IoStatus::kCancelled); });
     if (owner_) owner_->release_queue(res_.qid, this);
     owner_ = nullptr;
@@ -407,7 +284,7 @@ QueuePairStats EngineQueuePair::stats() const {
     s.timeouts = timeouts_;
     s.queue_recoveries = queue_recoveries_;
     s.controller_resets = controller_resets_;
-    s.interrupts = interrupts_;
+    s.interrupts = interrupt_.interrupts();
     s.memory_bytes = res_.sq.size() + res_.cq.size() + res_.sgl_pages.size() + trackers_.size() * sizeof(Tracker) +
                      scratch_.size() * sizeof(DmaSegment) + res_.depth * 4u /* CID pool */;
     return s;

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // A queue pair over the queue engine, for any device profile: per-CID
-// trackers with callbacks, descriptor pages, interrupt waits through io_uring,
-// closing that reports every command, and recovery: per-command timeouts,
-// controller resets and a device that is gone. The profile encodes and decodes.
+// trackers with callbacks, descriptor pages, closing that reports every
+// command (engine_queue_pair.cpp); recovery from per-command timeouts,
+// controller resets and a device that is gone (queue_recovery.cpp); interrupt
+// waits (InterruptWait, the io_uring owner). The profile encodes and decodes
+// (CommandCodec) and takes queues up and down on the device (QueueOwner).
 #pragma once
-
-#include <liburing.h>
 
 #include <chrono>
 #include <string>
@@ -13,6 +13,7 @@
 
 #include "dma/sgl_builder.hpp"
 #include "engine/queue_engine.hpp"
+#include "interrupt_wait.hpp"
 #include "queue_profile.hpp"
 #include "vfioq/dma.hpp"
 #include "vfioq/queue_pair.hpp"
@@ -82,7 +83,7 @@ private:
         kClosed,
     };
 
-    // Builds and queues one command without ringing; `ring` says whether to ring after.
+    // Submission and completion (engine_queue_pair.cpp). Builds and queues one command without ringing.
     Result<uint16_t> enqueue(const IoRequest& request);
     Result<void> may_submit();
     void track(uint16_t cid, const Tracker& t);
@@ -105,7 +106,8 @@ private:
         return owner_health_ &&
                (owner_health_->resets.load(std::memory_order_acquire) != seen_resets_ || device_gone_now());
     }
-    // A reset or removal seen; returns commands reported.
+
+    // Recovery (queue_recovery.cpp). A reset or removal seen; returns commands reported.
     uint32_t on_health_change();
     // The oldest command is overdue: recover; returns commands reported.
     uint32_t check_timeouts();
@@ -130,7 +132,6 @@ private:
     State state_ = State::kOpen;
     std::string broken_why_;
     uint64_t queue_full_ = 0;
-    uint64_t interrupts_ = 0;
     uint64_t error_statuses_ = 0, timeouts_ = 0, queue_recoveries_ = 0, controller_resets_ = 0;
 
     // Timeouts: the clock is read in poll() (every kClockEvery polls, or when a
@@ -145,10 +146,7 @@ private:
     const ControllerHealth* owner_health_ = nullptr;
     uint32_t seen_resets_ = 0;
 
-    io_uring ring_{};
-    bool ring_ready_ = false;
-    bool read_armed_ = false;
-    uint64_t event_count_ = 0;
+    InterruptWait interrupt_;  // after res_: it waits on res_.event_fd
 };
 
 }  // namespace vfioq::io

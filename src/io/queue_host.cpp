@@ -21,8 +21,8 @@ constexpr uint32_t kIrqMsix = static_cast<uint32_t>(PciIrq::kMsix);
 Result<UniqueFd> new_eventfd(const std::string& device, uint32_t vector) {
     UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!fd)
-        return make_error(errno, fmt::format("{}: an eventfd for MSI-X vector {}: {}", device, vector,
-                                             std::strerror(errno)));
+        return make_error(errno,
+                          fmt::format("{}: an eventfd for MSI-X vector {}: {}", device, vector, std::strerror(errno)));
     return fd;
 }
 
@@ -35,8 +35,8 @@ void QueueHost::set_layout(const QueueLayout& layout, uint32_t slots) {
 }
 
 std::optional<uint16_t> QueueHost::free_qid() const {
-    auto slot = std::find(queues_.begin() + std::min<size_t>(layout_.first_qid, queues_.size()), queues_.end(),
-                          nullptr);
+    auto slot =
+        std::find(queues_.begin() + std::min<size_t>(layout_.first_qid, queues_.size()), queues_.end(), nullptr);
     if (slot == queues_.end()) return std::nullopt;
     return static_cast<uint16_t>(slot - queues_.begin());
 }
@@ -66,17 +66,15 @@ Result<void> QueueHost::open_vectors(uint32_t count) {
     return apply_vectors();
 }
 
-int QueueHost::vector_fd(uint32_t vector) const {
-    return vector < vector_fds_.size() ? vector_fds_[vector].get() : -1;
-}
+int QueueHost::vector_fd(uint32_t vector) const { return vector < vector_fds_.size() ? vector_fds_[vector].get() : -1; }
 
 Result<void> QueueHost::arm_queue_vector(uint16_t qid, uint32_t vector, QueuePairResources& res) {
     auto fd = new_eventfd(device_.name(), vector);
     if (!fd) return fd.error();
     UniqueFd copy(::dup(fd->get()));
     if (!copy)
-        return make_error(errno, fmt::format("{}: queue {}: duplicating the eventfd of vector {}: {}",
-                                             device_.name(), qid, vector, std::strerror(errno)));
+        return make_error(errno, fmt::format("{}: queue {}: duplicating the eventfd of vector {}: {}", device_.name(),
+                                             qid, vector, std::strerror(errno)));
     vector_fds_[vector] = std::move(*fd);
     if (auto r = apply_vectors(); !r) {
         vector_fds_[vector].reset();
@@ -94,7 +92,7 @@ void QueueHost::disarm_queue_vector(uint16_t qid) {
     vector_of_[qid] = -1;
     if (static_cast<uint32_t>(vector) >= vector_fds_.size() || !vector_fds_[vector]) return;
     vector_fds_[vector].reset();
-    if (auto r = apply_vectors(); !r) log::get(log::kDevice)->warn("{}", r.error().message);
+    if (auto r = apply_vectors(); !r) log::logger<log::kController>().warn("{}", r.error().message);
 }
 
 void QueueHost::wake_queue_vectors() {
@@ -102,8 +100,8 @@ void QueueHost::wake_queue_vectors() {
     for (size_t v = 1; v < vector_fds_.size(); ++v)
         if (vector_fds_[v] && ::write(vector_fds_[v].get(), &one, sizeof(one)) < 0 && errno != EAGAIN)
             // EAGAIN is a saturated counter: that waiter wakes anyway.
-            log::get(log::kDevice)->warn("{}: waking the waiter of vector {}: {}", device_.name(), v,
-                                         std::strerror(errno));
+            log::logger<log::kController>().warn("{}: waking the waiter of vector {}: {}", device_.name(), v,
+                                                 std::strerror(errno));
 }
 
 void QueueHost::close_vectors() {
@@ -159,7 +157,8 @@ bool QueueHost::close_all() {
 
 void QueueHost::write_doorbell(uint64_t offset, uint32_t value) {
     if (auto r = device_.write32(layout_.bar, offset, value); !r)
-        log::get(log::kDevice)->error("{}: doorbell write at {:#x}: {}", device_.name(), offset, r.error().message);
+        log::logger<log::kController>().error("{}: doorbell write at {:#x}: {}", device_.name(), offset,
+                                              r.error().message);
 }
 
 }  // namespace vfioq::io

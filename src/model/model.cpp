@@ -42,8 +42,7 @@ Result<std::unique_ptr<Device>> open_device(const ModelConfig& config, const Ope
     if (!model) return model.error().with_context(name);
     auto transport = open_vfio_user(std::move(pair->first), name, options.vfio_user);
     if (!transport) return transport.error();
-    return Device::from_transport(std::move(*transport), std::shared_ptr<ModelServer>(std::move(*model)),
-                                  options.dma);
+    return Device::from_transport(std::move(*transport), std::shared_ptr<ModelServer>(std::move(*model)), options.dma);
 }
 
 void enable_model_address() {

@@ -47,8 +47,8 @@ void QueueProcessor::start() {
         CPU_ZERO(&set);
         CPU_SET(config_.cpu, &set);
         if (int err = ::pthread_setaffinity_np(thread_.native_handle(), sizeof(set), &set); err != 0)
-            log::get(log::kModel)->warn("model: cannot pin the doorbell thread to CPU {}: {}", config_.cpu,
-                                        std::strerror(err));
+            log::logger<log::kModel>().warn("model: cannot pin the doorbell thread to CPU {}: {}", config_.cpu,
+                                            std::strerror(err));
     }
 }
 

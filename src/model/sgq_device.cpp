@@ -298,9 +298,10 @@ void SgqDevice::write_q_ctrl_locked(uint32_t qid, uint32_t value) {
                          q.cq_size == 0 || q.cq_size > mqes;
         if (bad) {
             q.status = kQStatusError;
-            log::get(log::kModel)->warn("queue {}: enable refused (SQ_BASE {:#x}, CQ_BASE {:#x}, SQ_SIZE {}, "
-                                        "CQ_SIZE {}, MQES {}); Q_STATUS.ERROR set",
-                                        qid, q.sq_base, q.cq_base, q.sq_size, q.cq_size, mqes);
+            log::logger<log::kModel>().warn(
+                "queue {}: enable refused (SQ_BASE {:#x}, CQ_BASE {:#x}, SQ_SIZE {}, "
+                "CQ_SIZE {}, MQES {}); Q_STATUS.ERROR set",
+                qid, q.sq_base, q.cq_base, q.sq_size, q.cq_size, mqes);
             msix_.raise(0);
             return;
         }
@@ -330,7 +331,7 @@ void SgqDevice::halt_queue(uint32_t qid, uint64_t generation, uint32_t err_bit, 
         err_status_ |= err_bit;
         err_qid_ = qid | uint32_t{cid} << 16;
     }
-    log::get(log::kModel)->warn("queue {}: {}; Q_STATUS.ERROR set, the queue is halted until disabled", qid, why);
+    log::logger<log::kModel>().warn("queue {}: {}; Q_STATUS.ERROR set, the queue is halted until disabled", qid, why);
     queues_changed();
     msix_.raise(0);
 }

@@ -16,8 +16,8 @@
 
 #include "config_space.hpp"
 #include "dma_space.hpp"
-#include "vfioq/model_config.hpp"
 #include "msix.hpp"
+#include "vfioq/model_config.hpp"
 #include "vfioq/result.hpp"
 #include "vfioq/unique_fd.hpp"
 

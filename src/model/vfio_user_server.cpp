@@ -48,7 +48,7 @@ bool VfioUserServer::stopped() const {
 }
 
 void VfioUserServer::serve(UniqueFd connection, int reject_listen_fd) {
-    auto logger = log::get(log::kModel);
+    auto* logger = &log::logger<log::kModel>();
     socket_ = MessageSocket(std::move(connection));
     negotiated_ = false;
     client_caps_ = Capabilities{};
@@ -448,8 +448,8 @@ Result<void> VfioUserServer::send_error(const Header& request, int code) {
 void VfioUserServer::route_reply(Message msg) {
     std::lock_guard lock(pending_mutex_);
     if (!pending_id_ || *pending_id_ != msg.header.msg_id) {
-        log::get(log::kModel)->warn("dropped a reply with id {} ({}) that answers no request of ours",
-                                    msg.header.msg_id, command_name(msg.header.command));
+        log::logger<log::kModel>().warn("dropped a reply with id {} ({}) that answers no request of ours",
+                                        msg.header.msg_id, command_name(msg.header.command));
         return;
     }
     pending_reply_ = std::move(msg);

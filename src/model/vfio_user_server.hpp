@@ -13,8 +13,8 @@
 #include <optional>
 #include <thread>
 
-#include "vfio_user/message_socket.hpp"
 #include "sgq_device.hpp"
+#include "vfio_user/message_socket.hpp"
 
 namespace vfioq::model {
 

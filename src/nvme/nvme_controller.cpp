@@ -47,7 +47,7 @@ Result<std::unique_ptr<Controller>> NvmeController::open(Device& device, const C
 }
 
 NvmeController::~NvmeController() {
-    if (auto r = shutdown(); !r) log::get(log::kDevice)->error("{}", r.error().message);
+    if (auto r = shutdown(); !r) log::logger<log::kController>().error("{}", r.error().message);
 }
 
 Result<uint32_t> NvmeController::wait_csts(const std::function<bool(uint32_t)>& pred, const char* awaited) {
@@ -76,8 +76,8 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
         return make_error(ENOTSUP, fmt::format("{}: CAP {:#x}: needs the NVM command set and 4 KiB pages", name(),
                                                *cap));
     if (cap_.mqes == 0)
-        return make_error(EPROTO, fmt::format("{}: CAP {:#x}: MQES 0 is reserved (an I/O queue needs two entries)",
-                                              name(), *cap));
+        return make_error(
+            EPROTO, fmt::format("{}: CAP {:#x}: MQES 0 is reserved (an I/O queue needs two entries)", name(), *cap));
     // DSTRD is a shift of at most 15, but doorbells it spreads past BAR0 cannot be rung.
     if (const uint64_t bar = device_.bar_size(kBar); cq_head_doorbell(0, cap_.dstrd) + 4 > bar)
         return make_error(EPROTO, fmt::format("{}: CAP {:#x}: DSTRD {} puts the admin doorbells beyond BAR0 ({:#x} "
@@ -190,11 +190,11 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     // PRPs need pages except at the ends of a transfer; whole pages say that simply.
     info_.segment_alignment = ns_.sgl ? ((sgls & 3) == 2 ? 4 : 1) : 4096;
     host_.set_layout(layout, info_.queue_pairs + 1);
-    log::get(log::kDevice)->info("{}: NVMe {}.{} controller '{}' (serial {}) ready: namespace 1 of {} blocks of {} "
-                                 "bytes, {} I/O queues of up to {} entries, {} bytes per command, data by {}",
-                                 name(), *vs >> 16, (*vs >> 8) & 0xFF, model, serial, ns_.blocks, ns_.block_size,
-                                 info_.queue_pairs, info_.max_queue_entries, ns_.max_transfer,
-                                 ns_.sgl ? "SGL" : "PRP");
+    log::logger<log::kController>().info(
+        "{}: NVMe {}.{} controller '{}' (serial {}) ready: namespace 1 of {} blocks of {} "
+        "bytes, {} I/O queues of up to {} entries, {} bytes per command, data by {}",
+        name(), *vs >> 16, (*vs >> 8) & 0xFF, model, serial, ns_.blocks, ns_.block_size, info_.queue_pairs,
+        info_.max_queue_entries, ns_.max_transfer, ns_.sgl ? "SGL" : "PRP");
     return {};
 }
 

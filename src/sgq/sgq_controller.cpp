@@ -29,7 +29,7 @@ Result<std::unique_ptr<Controller>> SgqController::open(Device& device, const Co
 }
 
 SgqController::~SgqController() {
-    if (auto r = shutdown(); !r) log::get(log::kDevice)->error("{}", r.error().message);
+    if (auto r = shutdown(); !r) log::logger<log::kController>().error("{}", r.error().message);
 }
 
 Result<uint32_t> SgqController::reg32(uint64_t offset, const char* reg) {
@@ -86,8 +86,7 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
     if (!cap) return cap.error().with_context(name() + ": reading CAP");
     if (!devmem) return devmem.error().with_context(name() + ": reading DEVMEM_SIZE");
     cap_ = Cap::decode(*cap);
-    if (auto why = cap_.problem())
-        return make_error(EPROTO, fmt::format("{}: CAP {:#018x}: {}", name(), *cap, *why));
+    if (auto why = cap_.problem()) return make_error(EPROTO, fmt::format("{}: CAP {:#018x}: {}", name(), *cap, *why));
     info_.version = *version;
     info_.queue_pairs = cap_.nqp + 1;
     info_.max_queue_entries = cap_.mqes + 1;
@@ -107,7 +106,7 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
     auto status = reg32(kRegStatus, "STATUS");
     if (!ctrl || !status) return (ctrl ? status.error() : ctrl.error()).with_context(name());
     if ((*ctrl & kCtrlEn) || (*status & kStatusRdy)) {
-        log::get(log::kDevice)->info("{}: the controller was left enabled; resetting it", name());
+        log::logger<log::kController>().info("{}: the controller was left enabled; resetting it", name());
         if (auto r = disable_controller(); !r) return r.error();
     }
 
@@ -118,7 +117,8 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
     info_.interrupt_queue_pairs = vectors > 0 ? std::min(vectors - 1, info_.queue_pairs) : 0;
     if (auto r = host_.open_vectors(vectors); !r) return r.error();
     if (vectors == 0)
-        log::get(log::kDevice)->warn("{}: no MSI-X vectors are offered; only polled queue pairs will work", name());
+        log::logger<log::kController>().warn("{}: no MSI-X vectors are offered; only polled queue pairs will work",
+                                             name());
 
     // Bus mastering lets the card reach host memory (the kernel leaves it off).
     if (auto cmd = device_.config_read(PCI_COMMAND, 16); cmd && !(*cmd & PCI_COMMAND_MASTER))
@@ -127,10 +127,11 @@ Result<void> SgqController::bring_up(const ControllerOptions& options) {
 
     if (auto r = enable_controller(); !r) return r;
     host_.set_running(true);
-    log::get(log::kDevice)->info("{}: SGQ controller {}.{} ready: {} queue pairs of up to {} entries, {} bytes of "
-                                 "card memory, {} bytes and {} segments per command",
-                                 name(), info_.version >> 16, info_.version & 0xFFFF, info_.queue_pairs,
-                                 info_.max_queue_entries, info_.devmem_size, info_.max_transfer, info_.max_segments);
+    log::logger<log::kController>().info(
+        "{}: SGQ controller {}.{} ready: {} queue pairs of up to {} entries, {} bytes of "
+        "card memory, {} bytes and {} segments per command",
+        name(), info_.version >> 16, info_.version & 0xFFFF, info_.queue_pairs, info_.max_queue_entries,
+        info_.devmem_size, info_.max_transfer, info_.max_segments);
     return {};
 }
 
@@ -221,9 +222,9 @@ Result<std::unique_ptr<QueuePair>> SgqController::create_queue_pair(const QueueP
     auto qp = std::make_unique<io::EngineQueuePair>(*this, std::make_unique<SgqCodec>(limits, info_.devmem_size, dma.bus_map()),
                                                     std::move(res), limits.max_sge, dma);
     host_.attach(qid, qp.get());
-    log::get(log::kDevice)->debug("{}: queue pair {} enabled: depth {}, {} SQ / {} CQ entries, {}", name(), qid,
-                                  o.depth, sq_entries, cq_entries,
-                                  o.interrupts ? fmt::format("interrupts on vector {}", vector) : "polled");
+    log::logger<log::kController>().debug("{}: queue pair {} enabled: depth {}, {} SQ / {} CQ entries, {}", name(), qid,
+                                          o.depth, sq_entries, cq_entries,
+                                          o.interrupts ? fmt::format("interrupts on vector {}", vector) : "polled");
     return std::unique_ptr<QueuePair>(std::move(qp));
 }
 
@@ -251,7 +252,8 @@ Result<void> SgqController::start_queue_locked(uint16_t qid) {
 
 Result<void> SgqController::enable_queue(uint16_t qid) {
     std::lock_guard lock(host_.mutex());
-    if (!host_.running()) return make_error(EPIPE, fmt::format("{}: queue {}: the controller is shut down", name(), qid));
+    if (!host_.running())
+        return make_error(EPIPE, fmt::format("{}: queue {}: the controller is shut down", name(), qid));
     if (auto r = start_queue_locked(qid); !r)
         return r.error().with_context(fmt::format("{}: enabling queue {} again", name(), qid));
     return {};
@@ -260,7 +262,7 @@ Result<void> SgqController::enable_queue(uint16_t qid) {
 Result<void> SgqController::reset_controller(const std::string& why) {
     std::lock_guard lock(host_.mutex());
     if (!host_.running()) return make_error(EPIPE, fmt::format("{}: the controller is shut down", name()));
-    log::get(log::kDevice)->warn("{}: resetting the controller: {}", name(), why);
+    log::logger<log::kController>().warn("{}: resetting the controller: {}", name(), why);
     // Every queue stops at once; each queue pair learns of it from health_ and reclaims its own commands.
     auto down = disable_controller();
     health_.resets.fetch_add(1, std::memory_order_release);

@@ -8,10 +8,10 @@
 #include <optional>
 #include <vector>
 
-#include "vfioq/controller.hpp"
-#include "vfioq/sgq_registers.hpp"
 #include "io/queue_host.hpp"
 #include "io/queue_profile.hpp"
+#include "vfioq/controller.hpp"
+#include "vfioq/sgq_registers.hpp"
 
 namespace vfioq::io {
 class EngineQueuePair;

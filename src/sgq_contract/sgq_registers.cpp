@@ -40,9 +40,8 @@ constexpr Field kStatCmdsFields[] = {{"STAT_CMDS", 0, 64, "commands completed si
 constexpr Field kStatBytesFields[] = {{"STAT_BYTES", 0, 64, "data bytes moved since reset"}};
 constexpr Field kBaseFields[] = {{"BASE", 0, 64, "IOVA of the ring (4 KiB aligned)"}};
 constexpr Field kSizeFields[] = {{"SIZE", 0, 32, "entries minus 1"}};
-constexpr Field kQCtrlFields[] = {{"ENABLE", 0, 1, "queue enable"},
-                                  {"IEN", 1, 1, "interrupt enable"},
-                                  {"VECTOR", 16, 16, "MSI-X vector"}};
+constexpr Field kQCtrlFields[] = {
+    {"ENABLE", 0, 1, "queue enable"}, {"IEN", 1, 1, "interrupt enable"}, {"VECTOR", 16, 16, "MSI-X vector"}};
 constexpr Field kQStatusFields[] = {{"ENABLED", 0, 1, "queue enabled"}, {"ERROR", 1, 1, "queue halted"}};
 constexpr Field kQCoalFields[] = {{"THRESHOLD", 0, 16, "aggregation threshold, entries (0 = every entry)"},
                                   {"TIME", 16, 16, "aggregation time, microseconds"}};
@@ -89,9 +88,9 @@ std::optional<uint32_t> parse_qid(std::string_view& s) {
 }  // namespace
 
 Cap Cap::decode(uint64_t cap) {
-    return Cap{static_cast<uint32_t>(cap & 0xFFFF),         static_cast<uint32_t>((cap >> 16) & 0xFF),
-               static_cast<uint32_t>((cap >> 24) & 0xFF),   static_cast<uint32_t>((cap >> 32) & 0xF),
-               static_cast<uint32_t>((cap >> 36) & 0xF),    static_cast<uint32_t>((cap >> 40) & 0xFF),
+    return Cap{static_cast<uint32_t>(cap & 0xFFFF),        static_cast<uint32_t>((cap >> 16) & 0xFF),
+               static_cast<uint32_t>((cap >> 24) & 0xFF),  static_cast<uint32_t>((cap >> 32) & 0xF),
+               static_cast<uint32_t>((cap >> 36) & 0xF),   static_cast<uint32_t>((cap >> 40) & 0xFF),
                static_cast<uint32_t>((cap >> 48) & 0xFFFF)};
 }
 
@@ -105,9 +104,10 @@ std::optional<std::string> Cap::problem() const {
         return fmt::format("MAX_XFER {} is below SGE_ALIGN {}: no aligned transfer fits", max_xfer, sge_align);
     const uint64_t doorbell_bytes = (uint64_t{nqp} + 1) * 2 * doorbell_stride();
     if (doorbell_bytes > kDoorbellPageSize)
-        return fmt::format("the doorbells of {} queue pairs at DSTRD {} need {} bytes, more than the {}-byte "
-                           "doorbell page",
-                           nqp + 1, dstrd, doorbell_bytes, kDoorbellPageSize);
+        return fmt::format(
+            "the doorbells of {} queue pairs at DSTRD {} need {} bytes, more than the {}-byte "
+            "doorbell page",
+            nqp + 1, dstrd, doorbell_bytes, kDoorbellPageSize);
     return std::nullopt;
 }
 
@@ -134,8 +134,8 @@ std::optional<ResolvedRegister> resolve_register(std::string_view name, uint32_t
         auto q = parse_qid(rest);
         if (!q || rest != suffix || *q > nqp) continue;
         return ResolvedRegister{fmt::format("{}{}{}", prefix, *q, suffix),
-                                is_cq ? cq_head_doorbell(*q, dstrd) : sq_tail_doorbell(*q, dstrd), 32,
-                                Access::kRW, kDoorbellFields};
+                                is_cq ? cq_head_doorbell(*q, dstrd) : sq_tail_doorbell(*q, dstrd), 32, Access::kRW,
+                                kDoorbellFields};
     }
     // Queue-pair registers: Q<q>.<NAME>.
     std::optional<uint32_t> qid;

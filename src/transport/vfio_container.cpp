@@ -3,13 +3,13 @@
 // group), the type1v2 IOMMU (or no IOMMU), MAP_DMA/UNMAP_DMA by address.
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/ioctl.h>
 
 #include <cstring>
 #include <vector>
 
 #include "iommu_backend.hpp"
 #include "pci_sysfs.hpp"
+#include "vfio_ioctl.hpp"
 #include "vfio_kernel_abi.hpp"
 
 namespace vfioq::kernel {
@@ -32,8 +32,8 @@ public:
         req.vaddr = reinterpret_cast<uint64_t>(m.vaddr);
         req.iova = m.iova;
         req.size = m.size;
-        if (::ioctl(container_.get(), VFIO_IOMMU_MAP_DMA, &req) != 0) {
-            const int err = errno;
+        if (int rc = vfio_ioctl(container_.get(), VFIO_IOMMU_MAP_DMA, &req); rc < 0) {
+            const int err = -rc;
             std::string hint;
             if (err == ENOMEM) hint = " (RLIMIT_MEMLOCK too low, or the memory is not pinnable)";
             if (err == ENOSPC) hint = " (the IOMMU's limit of DMA mappings is reached)";
@@ -49,9 +49,9 @@ public:
         req.argsz = sizeof(req);
         req.iova = iova;
         req.size = size;
-        if (::ioctl(container_.get(), VFIO_IOMMU_UNMAP_DMA, &req) != 0)
-            return make_error(errno, fmt::format("{}: VFIO_IOMMU_UNMAP_DMA at IOVA {:#x} failed: {}", bdf_, iova,
-                                                 std::strerror(errno)));
+        if (int rc = vfio_ioctl(container_.get(), VFIO_IOMMU_UNMAP_DMA, &req); rc < 0)
+            return make_error(
+                -rc, fmt::format("{}: VFIO_IOMMU_UNMAP_DMA at IOVA {:#x} failed: {}", bdf_, iova, std::strerror(-rc)));
         return {};
     }
 
@@ -63,10 +63,10 @@ public:
             return make_error(errno, fmt::format("{}: cannot open /dev/vfio/vfio: {} (is the vfio module loaded? "
                                                  "modprobe vfio-pci)",
                                                  bdf, std::strerror(errno)));
-        if (::ioctl(container_.get(), VFIO_GET_API_VERSION) != VFIO_API_VERSION)
+        if (vfio_ioctl(container_.get(), VFIO_GET_API_VERSION) != VFIO_API_VERSION)
             return make_error(ENOTSUP, bdf + ": the kernel's VFIO API version is not the one vfioq speaks");
         const int type = noiommu ? VFIO_NOIOMMU_IOMMU : VFIO_TYPE1v2_IOMMU;
-        if (::ioctl(container_.get(), VFIO_CHECK_EXTENSION, type) <= 0)
+        if (vfio_ioctl(container_.get(), VFIO_CHECK_EXTENSION, type) <= 0)
             return make_error(ENOTSUP, noiommu ? bdf + ": the kernel offers no VFIO no-IOMMU mode (boot with "
                                                        "vfio.enable_unsafe_noiommu_mode=1, and a kernel with "
                                                        "CONFIG_VFIO_NOIOMMU)"
@@ -97,8 +97,8 @@ public:
         }
         vfio_group_status status{};
         status.argsz = sizeof(status);
-        if (::ioctl(group_.get(), VFIO_GROUP_GET_STATUS, &status) != 0)
-            return make_error(errno, fmt::format("{}: VFIO_GROUP_GET_STATUS failed: {}", bdf, std::strerror(errno)));
+        if (int rc = vfio_ioctl(group_.get(), VFIO_GROUP_GET_STATUS, &status); rc < 0)
+            return failed(rc, "VFIO_GROUP_GET_STATUS");
         if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
             std::string members;
             for (const auto& d : sysfs::group_devices(*group)) {
@@ -110,29 +110,33 @@ public:
                                                  bdf, *group, members));
         }
         int cfd = container_.get();
-        if (::ioctl(group_.get(), VFIO_GROUP_SET_CONTAINER, &cfd) != 0)
-            return make_error(errno, fmt::format("{}: VFIO_GROUP_SET_CONTAINER failed: {}", bdf, std::strerror(errno)));
-        if (::ioctl(container_.get(), VFIO_SET_IOMMU, type) != 0)
-            return make_error(errno, fmt::format("{}: VFIO_SET_IOMMU failed: {}", bdf, std::strerror(errno)));
+        if (int rc = vfio_ioctl(group_.get(), VFIO_GROUP_SET_CONTAINER, &cfd); rc < 0)
+            return failed(rc, "VFIO_GROUP_SET_CONTAINER");
+        if (int rc = vfio_ioctl(container_.get(), VFIO_SET_IOMMU, type); rc < 0) return failed(rc, "VFIO_SET_IOMMU");
         if (!noiommu)
             if (auto r = read_iommu_info(); !r) return r.error();
         limits_.pins_memory = true;
         limits_.physical_addresses = noiommu;
-        device_.reset(::ioctl(group_.get(), VFIO_GROUP_GET_DEVICE_FD, bdf.c_str()));
-        if (!device_)
-            return make_error(errno, fmt::format("{}: VFIO_GROUP_GET_DEVICE_FD failed: {}", bdf, std::strerror(errno)));
+        const int fd = vfio_ioctl(group_.get(), VFIO_GROUP_GET_DEVICE_FD, bdf.c_str());
+        if (fd < 0) return failed(fd, "VFIO_GROUP_GET_DEVICE_FD");
+        device_.reset(fd);
         return {};
     }
 
 private:
+    // "BDF: NAME failed: why" for a vfio_ioctl result below zero.
+    [[nodiscard]] Error failed(int rc, const char* name) const {
+        return make_error(-rc, fmt::format("{}: {} failed: {}", bdf_, name, std::strerror(-rc)));
+    }
+
     // IOVA ranges, page sizes and the DMA mappings still available, from the capability chain.
     Result<void> read_iommu_info() {
         std::vector<uint8_t> buf(sizeof(vfio_iommu_type1_info));
         for (int attempt = 0; attempt < 2; ++attempt) {
             auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf.data());
             info->argsz = static_cast<uint32_t>(buf.size());
-            if (::ioctl(container_.get(), VFIO_IOMMU_GET_INFO, info) != 0)
-                return make_error(errno, fmt::format("{}: VFIO_IOMMU_GET_INFO failed: {}", bdf_, std::strerror(errno)));
+            if (int rc = vfio_ioctl(container_.get(), VFIO_IOMMU_GET_INFO, info); rc < 0)
+                return failed(rc, "VFIO_IOMMU_GET_INFO");
             if (info->argsz <= buf.size()) break;
             buf.resize(info->argsz);
         }

@@ -3,13 +3,13 @@
 // /dev/iommu, attached to an IOAS of its own; IOAS map/unmap at fixed IOVAs.
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/ioctl.h>
 
 #include <cstring>
 #include <vector>
 
 #include "iommu_backend.hpp"
 #include "pci_sysfs.hpp"
+#include "vfio_ioctl.hpp"
 #include "vfio_kernel_abi.hpp"
 
 namespace vfioq::kernel {
@@ -22,7 +22,7 @@ public:
         device_.reset();  // detaches from the IOAS
         if (iommufd_ && ioas_) {
             iommu_destroy d{sizeof(d), ioas_};
-            ::ioctl(iommufd_.get(), IOMMU_DESTROY, &d);
+            (void)vfio_ioctl(iommufd_.get(), IOMMU_DESTROY, &d);  // nothing to tell at teardown
         }
     }
 
@@ -39,8 +39,8 @@ public:
         req.user_va = reinterpret_cast<uint64_t>(m.vaddr);
         req.length = m.size;
         req.iova = m.iova;
-        if (::ioctl(iommufd_.get(), IOMMU_IOAS_MAP, &req) != 0) {
-            const int err = errno;
+        if (int rc = vfio_ioctl(iommufd_.get(), IOMMU_IOAS_MAP, &req); rc < 0) {
+            const int err = -rc;
             return make_error(err, fmt::format("{}: IOMMU_IOAS_MAP of {:#x} bytes at IOVA {:#x} failed: {}{}", bdf_,
                                                m.size, m.iova, std::strerror(err),
                                                err == ENOMEM ? " (RLIMIT_MEMLOCK too low?)" : ""));
@@ -54,9 +54,9 @@ public:
         req.ioas_id = ioas_;
         req.iova = iova;
         req.length = size;
-        if (::ioctl(iommufd_.get(), IOMMU_IOAS_UNMAP, &req) != 0)
-            return make_error(errno, fmt::format("{}: IOMMU_IOAS_UNMAP at IOVA {:#x} failed: {}", bdf_, iova,
-                                                 std::strerror(errno)));
+        if (int rc = vfio_ioctl(iommufd_.get(), IOMMU_IOAS_UNMAP, &req); rc < 0)
+            return make_error(
+                -rc, fmt::format("{}: IOMMU_IOAS_UNMAP at IOVA {:#x} failed: {}", bdf_, iova, std::strerror(-rc)));
         return {};
     }
 
@@ -83,20 +83,19 @@ public:
         vfio_device_bind_iommufd bind{};
         bind.argsz = sizeof(bind);
         bind.iommufd = iommufd_.get();
-        if (::ioctl(device_.get(), VFIO_DEVICE_BIND_IOMMUFD, &bind) != 0) {
-            const int err = errno;
+        if (int rc = vfio_ioctl(device_.get(), VFIO_DEVICE_BIND_IOMMUFD, &bind); rc < 0) {
+            const int err = -rc;
             return make_error(err, fmt::format("{}: VFIO_DEVICE_BIND_IOMMUFD failed: {}{}", bdf, std::strerror(err),
                                                err == EBUSY ? " (another process or a group user has the device)"
                                                             : ""));
         }
         iommu_ioas_alloc alloc{sizeof(alloc), 0, 0};
-        if (::ioctl(iommufd_.get(), IOMMU_IOAS_ALLOC, &alloc) != 0)
-            return make_error(errno, fmt::format("{}: IOMMU_IOAS_ALLOC failed: {}", bdf, std::strerror(errno)));
+        if (int rc = vfio_ioctl(iommufd_.get(), IOMMU_IOAS_ALLOC, &alloc); rc < 0)
+            return failed(rc, "IOMMU_IOAS_ALLOC");
         ioas_ = alloc.out_ioas_id;
         vfio_device_attach_iommufd_pt attach{sizeof(attach), 0, ioas_};
-        if (::ioctl(device_.get(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) != 0)
-            return make_error(errno, fmt::format("{}: VFIO_DEVICE_ATTACH_IOMMUFD_PT failed: {}", bdf,
-                                                 std::strerror(errno)));
+        if (int rc = vfio_ioctl(device_.get(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach); rc < 0)
+            return failed(rc, "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
         if (auto r = read_ranges(); !r) return r.error();
         limits_.pins_memory = true;
         limits_.max_mappings = 1u << 20;  // iommufd keeps no small count of mappings
@@ -106,23 +105,30 @@ public:
 private:
     Result<void> read_ranges() {
         std::vector<iommu_iova_range> ranges(8);
+        int rc = 0;
         for (int attempt = 0; attempt < 3; ++attempt) {
             iommu_ioas_iova_ranges req{};
             req.size = sizeof(req);
             req.ioas_id = ioas_;
             req.num_iovas = static_cast<uint32_t>(ranges.size());
             req.allowed_iovas = reinterpret_cast<uint64_t>(ranges.data());
-            if (::ioctl(iommufd_.get(), IOMMU_IOAS_IOVA_RANGES, &req) == 0) {
+            rc = vfio_ioctl(iommufd_.get(), IOMMU_IOAS_IOVA_RANGES, &req);
+            if (rc == 0) {
                 limits_.iova_ranges.clear();
                 for (uint32_t i = 0; i < req.num_iovas; ++i)
                     limits_.iova_ranges.push_back({ranges[i].start, ranges[i].last});
                 if (req.out_iova_alignment > 1) limits_.page_sizes = req.out_iova_alignment;
                 return {};
             }
-            if (errno != EMSGSIZE) break;
+            if (rc != -EMSGSIZE) break;
             ranges.resize(req.num_iovas);
         }
-        return make_error(errno, fmt::format("{}: IOMMU_IOAS_IOVA_RANGES failed: {}", bdf_, std::strerror(errno)));
+        return failed(rc < 0 ? rc : -EMSGSIZE, "IOMMU_IOAS_IOVA_RANGES");
+    }
+
+    // "BDF: NAME failed: why" for a vfio_ioctl result below zero.
+    [[nodiscard]] Error failed(int rc, const char* name) const {
+        return make_error(-rc, fmt::format("{}: {} failed: {}", bdf_, name, std::strerror(-rc)));
     }
 
     std::string bdf_;

@@ -5,7 +5,6 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 
 #include "iommu_backend.hpp"
 #include "pci_sysfs.hpp"
+#include "vfio_ioctl.hpp"
 #include "vfio_kernel_abi.hpp"
 #include "vfioq/kernel_vfio.hpp"
 #include "vfioq/log.hpp"
@@ -35,7 +35,7 @@ public:
     Result<void> init() {
         vfio_device_info info{};
         info.argsz = sizeof(info);
-        if (::ioctl(fd(), VFIO_DEVICE_GET_INFO, &info) != 0) return fail(errno, "VFIO_DEVICE_GET_INFO");
+        if (int rc = ioctl(VFIO_DEVICE_GET_INFO, &info); rc < 0) return fail(-rc, "VFIO_DEVICE_GET_INFO");
         info_.is_pci = info.flags & VFIO_DEVICE_FLAGS_PCI;
         info_.can_reset = info.flags & VFIO_DEVICE_FLAGS_RESET;
         info_.num_regions = info.num_regions;
@@ -57,8 +57,8 @@ public:
         vfio_irq_info irq{};
         irq.argsz = sizeof(irq);
         irq.index = index;
-        if (::ioctl(fd(), VFIO_DEVICE_GET_IRQ_INFO, &irq) != 0)
-            return fail(errno, fmt::format("VFIO_DEVICE_GET_IRQ_INFO for {}", irq_name(index)));
+        if (int rc = ioctl(VFIO_DEVICE_GET_IRQ_INFO, &irq); rc < 0)
+            return fail(-rc, fmt::format("VFIO_DEVICE_GET_IRQ_INFO for {}", irq_name(index)));
         IrqInfo out;
         out.index = index;
         out.count = irq.count;
@@ -76,9 +76,9 @@ public:
             return make_error(EINVAL, fmt::format("{}: read of {} bytes at {:#x} is outside {} ({:#x} bytes)", name_,
                                                   data.size(), offset, region_name(index), raw->info.size));
         const ssize_t n = ::pread(fd(), data.data(), data.size(), static_cast<off_t>(raw->offset + offset));
+        const int err = n < 0 ? errno : EIO;
         if (n != static_cast<ssize_t>(data.size()))
-            return fail(n < 0 ? errno : EIO, fmt::format("reading {} bytes at {:#x} of {}", data.size(), offset,
-                                                         region_name(index)));
+            return fail(err, fmt::format("reading {} bytes at {:#x} of {}", data.size(), offset, region_name(index)));
         return {};
     }
 
@@ -89,9 +89,9 @@ public:
             return make_error(EINVAL, fmt::format("{}: write of {} bytes at {:#x} is outside {} ({:#x} bytes)", name_,
                                                   data.size(), offset, region_name(index), raw->info.size));
         const ssize_t n = ::pwrite(fd(), data.data(), data.size(), static_cast<off_t>(raw->offset + offset));
+        const int err = n < 0 ? errno : EIO;
         if (n != static_cast<ssize_t>(data.size()))
-            return fail(n < 0 ? errno : EIO, fmt::format("writing {} bytes at {:#x} of {}", data.size(), offset,
-                                                         region_name(index)));
+            return fail(err, fmt::format("writing {} bytes at {:#x} of {}", data.size(), offset, region_name(index)));
         return {};
     }
 
@@ -102,8 +102,10 @@ public:
             return make_error(ENOTSUP, fmt::format("{}: {} cannot be mapped", name_, region_name(index)));
         void* p = ::mmap(nullptr, area.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd(),
                          static_cast<off_t>(raw->offset + area.offset));
-        if (p == MAP_FAILED)
-            return fail(errno, fmt::format("mapping {} [{:#x}, +{:#x})", region_name(index), area.offset, area.size));
+        if (p == MAP_FAILED) {
+            const int err = errno;
+            return fail(err, fmt::format("mapping {} [{:#x}, +{:#x})", region_name(index), area.offset, area.size));
+        }
         return RegionMapping(p, area.size, area.offset);
     }
 
@@ -116,9 +118,9 @@ public:
         set->start = start;
         set->count = static_cast<uint32_t>(eventfds.size());
         std::memcpy(set->data, eventfds.data(), eventfds.size() * sizeof(int32_t));
-        if (::ioctl(fd(), VFIO_DEVICE_SET_IRQS, set) != 0)
-            return fail(errno, fmt::format("assigning {} eventfds to {} from vector {}", eventfds.size(),
-                                           irq_name(index), start));
+        if (int rc = ioctl(VFIO_DEVICE_SET_IRQS, set); rc < 0)
+            return fail(-rc, fmt::format("assigning {} eventfds to {} from vector {}", eventfds.size(), irq_name(index),
+                                         start));
         return {};
     }
 
@@ -127,8 +129,8 @@ public:
         set.argsz = sizeof(set);
         set.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
         set.index = index;
-        if (::ioctl(fd(), VFIO_DEVICE_SET_IRQS, &set) != 0)
-            return fail(errno, fmt::format("disabling {}", irq_name(index)));
+        if (int rc = ioctl(VFIO_DEVICE_SET_IRQS, &set); rc < 0)
+            return fail(-rc, fmt::format("disabling {}", irq_name(index)));
         return {};
     }
 
@@ -138,7 +140,7 @@ public:
 
     Result<void> reset() override {
         if (!info_.can_reset) return make_error(ENOTSUP, name_ + ": the device offers no reset");
-        if (::ioctl(fd(), VFIO_DEVICE_RESET) != 0) return fail(errno, "VFIO_DEVICE_RESET");
+        if (int rc = ioctl(VFIO_DEVICE_RESET); rc < 0) return fail(-rc, "VFIO_DEVICE_RESET");
         return {};
     }
 
@@ -162,7 +164,7 @@ private:
 
     void watch_release_requests(std::function<void(const Error&)> callback) {
         constexpr auto kReq = static_cast<uint32_t>(PciIrq::kReq);
-        auto logger = log::get(log::kDevice);
+        auto* logger = &log::logger<log::kKernelVfio>();
         if (kReq >= info_.num_irqs) return;
         auto irq = irq_info(kReq);
         if (!irq || irq->count == 0 || !irq->eventfd) {
@@ -210,6 +212,11 @@ private:
         stop_.reset();
     }
 
+    // The device's ioctls: the result or -errno (vfio_ioctl.hpp).
+    template <typename... Arg>
+    int ioctl(unsigned long request, Arg... arg) const {
+        return kernel::vfio_ioctl(fd(), request, arg...);
+    }
     Error fail(int err, const std::string& what) const {
         return make_error(err, fmt::format("{}: {} failed: {}", name_, what, std::strerror(err)));
     }
@@ -222,16 +229,16 @@ private:
             auto* r = reinterpret_cast<vfio_region_info*>(buf.data());
             r->argsz = static_cast<uint32_t>(buf.size());
             r->index = index;
-            if (::ioctl(fd(), VFIO_DEVICE_GET_REGION_INFO, r) != 0) {
+            if (int rc = ioctl(VFIO_DEVICE_GET_REGION_INFO, r); rc < 0) {
                 // vfio-pci refuses the index of a region the function lacks (VGA on
                 // anything but a VGA device): that is a region of size 0, not a failure.
-                if (errno == EINVAL && index < info_.num_regions) {
+                if (rc == -EINVAL && index < info_.num_regions) {
                     RawRegion none;
                     none.info.index = index;
                     regions_[index] = none;
                     return none;
                 }
-                return fail(errno, fmt::format("VFIO_DEVICE_GET_REGION_INFO for {}", region_name(index)));
+                return fail(-rc, fmt::format("VFIO_DEVICE_GET_REGION_INFO for {}", region_name(index)));
             }
             if (r->argsz <= buf.size()) break;
             buf.resize(r->argsz);
@@ -280,7 +287,8 @@ IommuChoice from_environment(IommuChoice choice) {
     if (!env) return choice;
     if (std::strcmp(env, "container") == 0) return IommuChoice::kContainer;
     if (std::strcmp(env, "iommufd") == 0) return IommuChoice::kIommufd;
-    log::get(log::kDevice)->warn("VFIOQ_IOMMU={} is neither container nor iommufd; choosing automatically", env);
+    log::logger<log::kKernelVfio>().warn("VFIOQ_IOMMU={} is neither container nor iommufd; choosing automatically",
+                                         env);
     return choice;
 }
 
@@ -301,7 +309,7 @@ Result<std::unique_ptr<Transport>> open_kernel_vfio(const std::string& bdf, cons
                                              bdf, *group));
     Result<std::unique_ptr<kernel::IommuBackend>> backend = make_error(EINVAL, "");
     if (noiommu) {
-        log::get(log::kDevice)->warn("{}: UNSAFE no-IOMMU mode: the device can reach any host memory", bdf);
+        log::logger<log::kKernelVfio>().warn("{}: UNSAFE no-IOMMU mode: the device can reach any host memory", bdf);
         backend = kernel::open_container(bdf, true);
     } else {
         if (choice == IommuChoice::kAuto)
@@ -312,7 +320,7 @@ Result<std::unique_ptr<Transport>> open_kernel_vfio(const std::string& bdf, cons
     if (!backend) return backend.error();
     auto t = std::make_unique<KernelVfioTransport>(bdf, std::move(*backend));
     if (auto r = t->init(); !r) return r.error();
-    log::get(log::kDevice)->info("{}: opened through {}", bdf, t->backend_kind());
+    log::logger<log::kKernelVfio>().info("{}: opened through {}", bdf, t->backend_kind());
     return std::unique_ptr<Transport>(std::move(t));
 }
 

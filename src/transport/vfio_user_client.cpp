@@ -202,9 +202,9 @@ Result<void> VfioUserClient::negotiate() {
     dma_limits_.iova_ranges = {IovaRange{0, ~0ull}};
     dma_limits_.page_sizes = server_caps_.pgsizes;
     dma_limits_.max_mappings = server_caps_.max_dma_maps;
-    log::get(log::kVfioUser)->debug("{}: negotiated version {}.{}, max_data_xfer_size {}, max_msg_fds {}", name_,
-                                    version->major, version->minor, server_caps_.max_data_xfer_size,
-                                    server_caps_.max_msg_fds);
+    log::logger<log::kVfioUser>().debug("{}: negotiated version {}.{}, max_data_xfer_size {}, max_msg_fds {}", name_,
+                                        version->major, version->minor, server_caps_.max_data_xfer_size,
+                                        server_caps_.max_msg_fds);
     return {};
 }
 
@@ -252,9 +252,10 @@ Result<Message> VfioUserClient::request(Command command, std::span<const std::by
     lock.unlock();
     // Only a region's description may come with a file descriptor (the one to map it by).
     if (!reply.fds.empty() && command != Command::kDeviceGetRegionInfo) {
-        log::get(log::kVfioUser)->warn("{}: the reply to {} (id {}) carried {} file descriptor(s) it should not; "
-                                       "closed them",
-                                       name_, what, id, reply.fds.size());
+        log::logger<log::kVfioUser>().warn(
+            "{}: the reply to {} (id {}) carried {} file descriptor(s) it should not; "
+            "closed them",
+            name_, what, id, reply.fds.size());
         reply.fds.clear();
     }
     if (reply.header.command != static_cast<uint16_t>(command))
@@ -268,7 +269,7 @@ Result<Message> VfioUserClient::request(Command command, std::span<const std::by
 }
 
 void VfioUserClient::receive_loop() {
-    auto logger = log::get(log::kVfioUser);
+    auto* logger = &log::logger<log::kVfioUser>();
     for (;;) {
         auto msg = socket_.receive(std::chrono::milliseconds(-1));
         if (!msg) {
@@ -314,7 +315,7 @@ void VfioUserClient::receive_loop() {
 }
 
 void VfioUserClient::fail_all(const Error& why) {
-    log::get(log::kVfioUser)->error("{}: {}", name_, why.message);
+    log::logger<log::kVfioUser>().error("{}: {}", name_, why.message);
     // A server that broke the framing is still connected: shutting the socket tells it we are gone, so that it
     // lets go of our DMA windows as a closed connection asks.
     socket_.shutdown();
@@ -328,7 +329,7 @@ void VfioUserClient::fail_all(const Error& why) {
 }
 
 void VfioUserClient::serve_dma(Message& msg) {
-    auto logger = log::get(log::kVfioUser);
+    auto* logger = &log::logger<log::kVfioUser>();
     const Header& h = msg.header;
     const auto command = static_cast<Command>(h.command);
     auto refuse = [&](int code, const std::string& why) {
@@ -428,17 +429,18 @@ Result<VfioUserClient::CachedRegion*> VfioUserClient::cached_region(uint32_t ind
     region.mmap_offset = info.offset;
     const bool mmap_flag = info.flags & VFIO_REGION_INFO_FLAG_MMAP;
     if (reply.fds.size() > (mmap_flag ? 1u : 0u)) {
-        log::get(log::kVfioUser)->warn("{}: the description of {} carried {} file descriptor(s) where it may carry "
-                                       "{}; closed the extra ones",
-                                       name_, region_name(index), reply.fds.size(), mmap_flag ? 1 : 0);
+        log::logger<log::kVfioUser>().warn(
+            "{}: the description of {} carried {} file descriptor(s) where it may carry "
+            "{}; closed the extra ones",
+            name_, region_name(index), reply.fds.size(), mmap_flag ? 1 : 0);
         reply.fds.resize(mmap_flag ? 1 : 0);
     }
     if (mmap_flag && !reply.fds.empty()) {
         region.fd = std::make_shared<UniqueFd>(std::move(reply.fds[0]));
         region.info.mappable = true;
     } else if (mmap_flag) {
-        log::get(log::kVfioUser)->warn("{}: {} is mappable but came without a file descriptor; using messages",
-                                       name_, region_name(index));
+        log::logger<log::kVfioUser>().warn("{}: {} is mappable but came without a file descriptor; using messages",
+                                           name_, region_name(index));
     }
 
     // Walk the capability chain, trusting no offset the server gave.

@@ -44,8 +44,7 @@ Result<void> MessageSocket::send(Header header, std::span<const std::byte> paylo
     if (fds.size() > 253) return make_error(EINVAL, "too many fds for one message");
     header.msg_size = static_cast<uint32_t>(sizeof(Header) + payload.size());
 
-    iovec iov[2] = {{&header, sizeof(header)},
-                    {const_cast<std::byte*>(payload.data()), payload.size()}};
+    iovec iov[2] = {{&header, sizeof(header)}, {const_cast<std::byte*>(payload.data()), payload.size()}};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
     msghdr msg{};
     msg.msg_iov = iov;
@@ -103,9 +102,8 @@ Result<Message> MessageSocket::receive(std::chrono::milliseconds first_byte_time
         while (got < len) {
             if (!(first && got == 0)) {
                 if (auto r = wait_readable(fd_.get(), rest_timeout); !r)
-                    return make_error(ECONNRESET, "peer stopped in the middle of a message (" +
-                                                      std::to_string(got) + " of " + std::to_string(len) +
-                                                      " bytes)");
+                    return make_error(ECONNRESET, "peer stopped in the middle of a message (" + std::to_string(got) +
+                                                      " of " + std::to_string(len) + " bytes)");
             }
             iovec iov{dst + got, len - got};
             msghdr msg{};
@@ -138,8 +136,7 @@ Result<Message> MessageSocket::receive(std::chrono::milliseconds first_byte_time
         return {};
     };
 
-    if (auto r = read_exact(reinterpret_cast<std::byte*>(&message.header), sizeof(Header), true); !r)
-        return r.error();
+    if (auto r = read_exact(reinterpret_cast<std::byte*>(&message.header), sizeof(Header), true); !r) return r.error();
     const uint32_t size = message.header.msg_size;
     if (size < sizeof(Header))
         return make_error(ECONNRESET, "message header claims a size of " + std::to_string(size) +

@@ -51,8 +51,8 @@ public:
     // `max_size` or with a size smaller than its header, a message cut off
     // mid-way) means the stream is lost and the connection must be dropped.
     // More fds than `max_fds` is not an error here: see Message::fds_truncated.
-    Result<Message> receive(std::chrono::milliseconds first_byte_timeout,
-                            uint32_t max_size = kMaxMessageSize, uint32_t max_fds = kMaxMsgFds,
+    Result<Message> receive(std::chrono::milliseconds first_byte_timeout, uint32_t max_size = kMaxMessageSize,
+                            uint32_t max_fds = kMaxMsgFds,
                             std::chrono::milliseconds rest_timeout = std::chrono::seconds(5));
 
 private:

@@ -9,9 +9,9 @@
 #include <chrono>
 #include <thread>
 
-#include "vfio_user/message_socket.hpp"
 #include "fuzz_input.hpp"
 #include "fuzz_peer.hpp"
+#include "vfio_user/message_socket.hpp"
 #include "vfioq/device.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/vfio_user.hpp"

@@ -9,10 +9,10 @@
 
 #include <chrono>
 
-#include "vfio_user/message_socket.hpp"
 #include "fuzz_input.hpp"
 #include "fuzz_peer.hpp"
 #include "model/model_server.hpp"
+#include "vfio_user/message_socket.hpp"
 #include "vfioq/log.hpp"
 
 using namespace vfioq;

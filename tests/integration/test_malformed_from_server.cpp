@@ -1,20 +1,19 @@
 // SPDX-License-Identifier: MIT
 // A broken or hostile server, scripted as raw messages, against the real
 // client: every bad reply is a clear error, never a crash or a hang.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <functional>
 #include <future>
 #include <thread>
 #include <vector>
-
-#include <fcntl.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "../support/model_fixture.hpp"
 #include "vfio_user/protocol.hpp"

@@ -82,6 +82,9 @@ for b in $backends; do
         "VFIOQ_LOG=info vfioq-info $bdf >/tmp/info 2>&1; cat /tmp/info; grep -q 'opened through $backend' /tmp/info && grep -q 'class 010802' /tmp/info && grep -q 'namespace 1 .* blocks of 512 bytes' /tmp/info"
     check "vfioq-regs reads NVMe VS (1.4) from BAR0" sh -c "vfioq-regs $bdf read bar0 0x8 32 | grep -qx 'bar0+0x8 = 0x00010400'"
     check "vfioq-regs reads a 64-bit CAP" sh -c "vfioq-regs $bdf read bar0 0x0 64 | grep -q 'bar0+0x0 = 0x'"
+    # A program that links the driver library alone (no model) opens it too, and finds no SGQ card.
+    check "a driver-only program opens it through $backend" sh -c \
+        "! driver_only $bdf 2>/tmp/err; cat /tmp/err; grep -q '^$bdf: not an SGQ card: ' /tmp/err"
     if [ -n "$noiommu" ]; then
         check "the kernel put the function in unsafe no-IOMMU mode (kernel log)" sh -c \
             "dmesg | grep -i 'noiommu' | grep -q '$bdf'"

@@ -4,17 +4,17 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <poll.h>
 
 #include <cstring>
 #include <memory>
 #include <thread>
 
-#include "vfio_user/message_socket.hpp"
 #include "model/sgq_device.hpp"
 #include "model/vfio_user_server.hpp"
+#include "vfio_user/message_socket.hpp"
 #include "vfioq/vfio_user.hpp"
 
 namespace vfioq::test {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // SGQ bring-up (spec section 5) against a register file played by the test:
-// a card that is not an SGQ card, a newer interface, one that never gets
-// ready or reports a fatal status, and one that is gone.
+// a card that is not an SGQ card, a newer interface, CAP fields out of range,
+// one that never gets ready or reports a fatal status, and one that is gone;
+// and the NVMe profile's checks of CAP before it builds its admin queue.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -55,12 +56,13 @@ public:
             std::memset(data.data(), 0xFF, data.size());
             return {};
         }
-        if (index != kRegisterBar) {
+        if (index != kRegisterBar && index != kConfigSpace) {
             std::memset(data.data(), 0, data.size());
             return {};
         }
+        auto& file = index == kConfigSpace ? config : regs;
         for (size_t i = 0; i < data.size(); i += 4) {
-            const uint32_t v = regs[offset + i];
+            const uint32_t v = file[offset + i];
             std::memcpy(data.data() + i, &v, std::min<size_t>(4, data.size() - i));
         }
         return {};
@@ -70,8 +72,8 @@ public:
         for (size_t i = 0; i < data.size(); i += 4) {
             uint32_t v;
             std::memcpy(&v, data.data() + i, 4);
-            if (offset + i == kRegCtrl) {
-                regs[kRegCtrl] = v;
+            if (offset + i == ctrl_offset) {
+                regs[ctrl_offset] = v;
                 on_ctrl(v);
             }
         }
@@ -85,7 +87,10 @@ public:
     Result<void> dma_unmap(uint64_t, uint64_t) override { return {}; }
     Result<void> reset() override { return {}; }
 
+    static constexpr uint32_t kConfigSpace = static_cast<uint32_t>(PciRegion::kConfig);
     std::map<uint64_t, uint32_t> regs;
+    std::map<uint64_t, uint32_t> config;  // config space by dword; zero but for what a test sets
+    uint64_t ctrl_offset = kRegCtrl;      // the register whose writes on_ctrl sees
     std::function<void(uint32_t)> on_ctrl;
     bool gone = false;
 
@@ -176,6 +181,32 @@ TEST(SgqBringUp, ACardThatNeverGetsReadyTimesOutNamingTheWait) {
 TEST(SgqBringUp, AFatalStatusAtEnableIsReported) {
     expect_error(bring_up([](RegisterFile& r) { r.on_ctrl = [&r](uint32_t) { r.regs[kRegStatus] = kStatusCfs; }; }),
                  EIO, "CFS");
+}
+
+// An NVMe controller's register file: the class code says NVMe, CAP and VS at 0 and 8, CC at 0x14.
+void make_nvme(RegisterFile& r, uint64_t cap) {
+    r.regs.clear();
+    r.config[0x08] = 0x01080200;  // class 01 (storage), subclass 08 (NVM), interface 02 (NVMe), revision 0
+    r.regs[0x0] = static_cast<uint32_t>(cap);
+    r.regs[0x4] = static_cast<uint32_t>(cap >> 32);
+    r.regs[0x8] = 0x00010400;  // 1.4
+    r.ctrl_offset = 0x14;
+    r.on_ctrl = [](uint32_t) {};
+}
+
+// CAP: MQES, TO 1, DSTRD, the NVM command set, MPSMIN 0.
+constexpr uint64_t nvme_cap(uint32_t mqes, uint32_t dstrd) {
+    return uint64_t{mqes} | uint64_t{1} << 24 | uint64_t{dstrd} << 32 | uint64_t{1} << 37;
+}
+
+TEST(NvmeBringUp, CapFieldsOutOfRangeAreRefusedBeforeTheAdminQueueIsBuilt) {
+    expect_error(bring_up([](RegisterFile& r) { make_nvme(r, nvme_cap(0, 0)); }), EPROTO, "MQES 0 is reserved");
+    // DSTRD 15: the admin CQ doorbell at 0x1000 + 4 << 15, past a 16 KiB BAR0.
+    expect_error(bring_up([](RegisterFile& r) { make_nvme(r, nvme_cap(1023, 15)); }), EPROTO,
+                 "DSTRD 15 puts the admin doorbells beyond BAR0 (0x4000 bytes)");
+    expect_error(bring_up([](RegisterFile& r) { make_nvme(r, nvme_cap(1023, 0) | uint64_t{1} << 48); }), ENOTSUP,
+                 "4 KiB pages");
+    expect_error(bring_up([](RegisterFile& r) { make_nvme(r, ~0ull); }), ENODEV, "all-ones");
 }
 
 }  // namespace
