@@ -27,7 +27,8 @@ CommandExecutor::CommandExecutor(SgqDevice& device) : device_(device) {
     data_.reserve(device.config().max_sge);
 }
 
-CommandOutcome CommandExecutor::execute(uint16_t qid, const sgq::SubmissionEntry& sqe, uint64_t epoch) {
+CommandOutcome CommandExecutor::execute(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe,
+                                        uint64_t epoch) {
     const ModelConfig& cfg = device_.config();
     if (sqe.opcode != sgq::kOpNop && sqe.opcode != sgq::kOpWrite && sqe.opcode != sgq::kOpRead)
         return {Status::kInvalidOpcode, 0};
@@ -38,7 +39,7 @@ CommandOutcome CommandExecutor::execute(uint16_t qid, const sgq::SubmissionEntry
     if (sqe.length == 0 || uint64_t{sqe.length} > (1ull << cfg.max_xfer)) return {Status::kLengthInvalid, 0};
     if (sqe.devaddr > cfg.devmem_size || sqe.length > cfg.devmem_size - sqe.devaddr)
         return {Status::kDevaddrRange, 0};
-    if (Status s = collect_sgl(qid, sqe); s != Status::kSuccess) return {s, 0};
+    if (Status s = collect_sgl(reader, qid, sqe); s != Status::kSuccess) return {s, 0};
     uint64_t total = 0;
     for (const auto& d : data_) total += d.len;
     if (total != sqe.length) {
@@ -48,7 +49,7 @@ CommandOutcome CommandExecutor::execute(uint16_t qid, const sgq::SubmissionEntry
     if (auto forced = device_.take_forced_status()) return {static_cast<Status>(*forced), 0};
     if (cfg.null_data) return {Status::kSuccess, sqe.length};
     uint32_t moved = 0;
-    const Status s = move_data(qid, sqe, epoch, moved);
+    const Status s = move_data(reader, qid, sqe, epoch, moved);
     return {s, moved};
 }
 
@@ -60,7 +61,7 @@ Status CommandExecutor::add_data(const SglDescriptor& d) {
     return Status::kSuccess;
 }
 
-Status CommandExecutor::collect_sgl(uint16_t qid, const sgq::SubmissionEntry& sqe) {
+Status CommandExecutor::collect_sgl(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe) {
     data_.clear();
     Status s = Status::kSuccess;
     const SglDescriptor& d1 = sqe.dptr1;
@@ -71,12 +72,12 @@ Status CommandExecutor::collect_sgl(uint16_t qid, const sgq::SubmissionEntry& sq
             if (d2.kind() == sgq::kSglData)
                 s = add_data(d2);
             else if (is_segment(d2))
-                s = walk_segments(qid, sqe.cid, d2);
+                s = walk_segments(reader, qid, sqe.cid, d2);
             else
                 s = Status::kSglInvalid;
         }
     } else if (is_segment(d1)) {
-        s = d2.unused() ? walk_segments(qid, sqe.cid, d1) : Status::kSglInvalid;
+        s = d2.unused() ? walk_segments(reader, qid, sqe.cid, d1) : Status::kSglInvalid;
     } else {
         s = Status::kSglInvalid;
     }
@@ -84,7 +85,7 @@ Status CommandExecutor::collect_sgl(uint16_t qid, const sgq::SubmissionEntry& sq
     return s;
 }
 
-Status CommandExecutor::walk_segments(uint16_t qid, uint16_t cid, SglDescriptor pointer) {
+Status CommandExecutor::walk_segments(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, SglDescriptor pointer) {
     const uint32_t max_sge = device_.config().max_sge;
     // Each array holds at least one descriptor, so a chain cannot be longer than
     // MAX_SGE arrays plus the one that would overflow: that bounds a loop in it.
@@ -95,7 +96,7 @@ Status CommandExecutor::walk_segments(uint16_t qid, uint16_t cid, SglDescriptor 
         if (count > uint64_t{max_sge} + 1 - data_.size()) return Status::kSglInvalid;
         segment_.resize(count);
         auto bytes = std::as_writable_bytes(std::span(segment_));
-        if (!device_.dma_read(qid, cid, pointer.addr, bytes)) return Status::kDmaFault;
+        if (!device_.dma_read(reader, qid, cid, pointer.addr, bytes)) return Status::kDmaFault;
         const bool last_array = pointer.kind() == sgq::kSglLastSegment;
         std::optional<SglDescriptor> next;
         for (uint64_t i = 0; i < count; ++i) {
@@ -115,7 +116,8 @@ Status CommandExecutor::walk_segments(uint16_t qid, uint16_t cid, SglDescriptor 
     return Status::kSglInvalid;
 }
 
-Status CommandExecutor::move_data(uint16_t qid, const sgq::SubmissionEntry& sqe, uint64_t epoch, uint32_t& moved) {
+Status CommandExecutor::move_data(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe,
+                                  uint64_t epoch, uint32_t& moved) {
     auto devmem = device_.devmem().subspan(sqe.devaddr, sqe.length);
     // A broken card (by request): one bit of this read arrives flipped; card memory keeps the truth.
     int64_t corrupt_at = -1;
@@ -127,13 +129,13 @@ Status CommandExecutor::move_data(uint16_t qid, const sgq::SubmissionEntry& sqe,
         auto card = devmem.subspan(at, d.len);
         bool ok;
         if (sqe.opcode == sgq::kOpWrite) {
-            ok = device_.dma_read(qid, sqe.cid, d.addr, card).has_value();
+            ok = device_.dma_read(reader, qid, sqe.cid, d.addr, card).has_value();
         } else if (corrupt_at >= 0 && uint64_t(corrupt_at) >= at && uint64_t(corrupt_at) < at + d.len) {
             corrupted_.assign(card.begin(), card.end());
             corrupted_[uint64_t(corrupt_at) - at] ^= std::byte{0x10};
-            ok = device_.dma_write(qid, sqe.cid, d.addr, corrupted_).has_value();
+            ok = device_.dma_write(reader, qid, sqe.cid, d.addr, corrupted_).has_value();
         } else {
-            ok = device_.dma_write(qid, sqe.cid, d.addr, card).has_value();
+            ok = device_.dma_write(reader, qid, sqe.cid, d.addr, card).has_value();
         }
         if (!ok) return Status::kDmaFault;
         at += d.len;

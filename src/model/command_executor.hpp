@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "dma_space.hpp"
 #include "vfioq/sgq_commands.hpp"
 
 namespace vfioq::model {
@@ -26,13 +27,16 @@ public:
 
     // `epoch` is the controller reset count the command was fetched under;
     // once a reset has moved it on, no further DMA is issued for the command.
-    CommandOutcome execute(uint16_t qid, const sgq::SubmissionEntry& sqe, uint64_t epoch);
+    // `reader`: the calling thread's.
+    CommandOutcome execute(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe,
+                           uint64_t epoch);
 
 private:
-    sgq::Status collect_sgl(uint16_t qid, const sgq::SubmissionEntry& sqe);
-    sgq::Status walk_segments(uint16_t qid, uint16_t cid, sgq::SglDescriptor pointer);
+    sgq::Status collect_sgl(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe);
+    sgq::Status walk_segments(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, sgq::SglDescriptor pointer);
     sgq::Status add_data(const sgq::SglDescriptor& d);
-    sgq::Status move_data(uint16_t qid, const sgq::SubmissionEntry& sqe, uint64_t epoch, uint32_t& moved);
+    sgq::Status move_data(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe, uint64_t epoch,
+                          uint32_t& moved);
 
     SgqDevice& device_;
     std::vector<sgq::SglDescriptor> data_;     // the DATA descriptors of the current command

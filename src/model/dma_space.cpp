@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "vfio_user/device_access.hpp"
 
@@ -80,17 +81,33 @@ Result<std::byte*> DmaSpace::map_local(int fd, uint64_t fd_offset, uint64_t size
     return static_cast<std::byte*>(p);
 }
 
-void DmaSpace::unmap_local(const Window& w) {
+void DmaSpace::unmap_local(const Window& w, std::vector<Unmapping>& unmappings) {
     if (!w.local) return;
     if (!w.file) {
-        ::munmap(w.local, w.size);
+        unmappings.emplace_back(w.local, w.size);
         return;
     }
     auto it = files_.find(*w.file);
     if (it != files_.end() && --it->second.windows == 0) {
-        ::munmap(it->second.base, it->second.length);
+        unmappings.emplace_back(it->second.base, it->second.length);
         files_.erase(it);
     }
+}
+
+void DmaSpace::retire(std::vector<std::map<uint64_t, Window>::node_type> nodes, std::vector<Unmapping> unmappings) {
+    if (nodes.empty()) return;
+    // Readers that entered before the bump may still hold these windows; the ones that enter
+    // after it start with an empty cache and find the windows gone from windows_.
+    const uint64_t generation = removals_.fetch_add(1, std::memory_order_seq_cst) + 1;
+    for (auto& slot : readers_) {
+        if (!slot.taken.load(std::memory_order_acquire)) continue;
+        for (;;) {
+            const uint64_t seen = slot.generation.load(std::memory_order_seq_cst);
+            if (seen == 0 || seen >= generation) break;
+            std::this_thread::yield();
+        }
+    }
+    for (auto& [base, length] : unmappings) ::munmap(base, length);
 }
 
 Result<uint64_t> DmaSpace::unmap(uint64_t iova, uint64_t size) {
@@ -103,36 +120,99 @@ Result<uint64_t> DmaSpace::unmap(uint64_t iova, uint64_t size) {
         return make_error(EINVAL, fmt::format("DMA unmap [{:#x}, {:#x}] would split the window [{:#x}, {:#x})", iova,
                                               last, window.first, window.first + window.second.size));
     };
-    std::unique_lock lock(mutex_);  // excludes accesses in flight
-    auto first = windows_.upper_bound(iova);
-    if (first != windows_.begin()) {
-        auto prev = std::prev(first);
-        if (iova - prev->first < prev->second.size) {
-            if (prev->first != iova) return would_split(*prev);
-            first = prev;
+    std::vector<std::map<uint64_t, Window>::node_type> gone;
+    std::vector<Unmapping> unmappings;
+    uint64_t unmapped = 0;
+    {
+        std::unique_lock lock(mutex_);  // excludes lookups in flight
+        auto first = windows_.upper_bound(iova);
+        if (first != windows_.begin()) {
+            auto prev = std::prev(first);
+            if (iova - prev->first < prev->second.size) {
+                if (prev->first != iova) return would_split(*prev);
+                first = prev;
+            }
+        }
+        auto end = windows_.upper_bound(last);
+        if (end != first) {
+            auto tail = std::prev(end);  // the last window that starts inside the range
+            if (last - tail->first < tail->second.size - 1) return would_split(*tail);
+        }
+        last_hit_.store(nullptr, std::memory_order_relaxed);
+        while (first != end) {
+            unmap_local(first->second, unmappings);
+            unmapped += first->second.size;
+            gone.push_back(windows_.extract(first++));
         }
     }
-    auto end = windows_.upper_bound(last);
-    if (end != first) {
-        auto tail = std::prev(end);  // the last window that starts inside the range
-        if (last - tail->first < tail->second.size - 1) return would_split(*tail);
-    }
-    uint64_t unmapped = 0;
-    for (auto it = first; it != end; ++it) {
-        unmap_local(it->second);
-        unmapped += it->second.size;
-    }
-    last_hit_.store(nullptr, std::memory_order_relaxed);
-    windows_.erase(first, end);
+    retire(std::move(gone), std::move(unmappings));
     return unmapped;
 }
 
 void DmaSpace::clear() {
-    std::unique_lock lock(mutex_);
-    for (auto& [iova, w] : windows_) unmap_local(w);
-    last_hit_.store(nullptr, std::memory_order_relaxed);
-    windows_.clear();
-    files_.clear();
+    std::vector<std::map<uint64_t, Window>::node_type> gone;
+    std::vector<Unmapping> unmappings;
+    {
+        std::unique_lock lock(mutex_);
+        last_hit_.store(nullptr, std::memory_order_relaxed);
+        while (!windows_.empty()) {
+            unmap_local(windows_.begin()->second, unmappings);
+            gone.push_back(windows_.extract(windows_.begin()));
+        }
+        files_.clear();
+    }
+    retire(std::move(gone), std::move(unmappings));
+}
+
+DmaSpace::Reader::Reader(const DmaSpace& space) : space_(space) {
+    for (size_t i = 0; i < kReaderSlots; ++i) {
+        bool expected = false;
+        if (space_.readers_[i].taken.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+            slot_ = static_cast<int>(i);
+            return;
+        }
+    }
+}
+
+DmaSpace::Reader::~Reader() {
+    leave();
+    if (slot_ >= 0) space_.readers_[static_cast<size_t>(slot_)].taken.store(false, std::memory_order_release);
+}
+
+void DmaSpace::Reader::enter() {
+    if (slot_ < 0 || inside_) return;
+    auto& slot = space_.readers_[static_cast<size_t>(slot_)];
+    // Publish the generation entered under, then check that no removal came in between: an
+    // unmap either sees this slot or has bumped the count before the second load.
+    uint64_t generation = space_.removals_.load(std::memory_order_seq_cst);
+    for (;;) {
+        slot.generation.store(generation, std::memory_order_seq_cst);
+        const uint64_t now = space_.removals_.load(std::memory_order_seq_cst);
+        if (now == generation) break;
+        generation = now;
+    }
+    if (generation != cache_generation_) {
+        cache_.fill(nullptr);
+        cache_generation_ = generation;
+    }
+    inside_ = true;
+}
+
+void DmaSpace::Reader::leave() {
+    if (!inside_) return;
+    space_.readers_[static_cast<size_t>(slot_)].generation.store(0, std::memory_order_release);
+    inside_ = false;
+}
+
+const DmaSpace::WindowEntry* DmaSpace::Reader::cached(uint64_t iova) const {
+    for (const WindowEntry* e : cache_)
+        if (e && iova - e->first < e->second.size) return e;
+    return nullptr;
+}
+
+void DmaSpace::Reader::remember(const WindowEntry* entry) {
+    cache_[next_] = entry;
+    next_ = (next_ + 1) % kCached;
 }
 
 size_t DmaSpace::window_count() const {
@@ -146,11 +226,27 @@ void DmaSpace::set_client_access(ClientDmaAccess access) {
 }
 
 Result<void> DmaSpace::read(uint64_t iova, std::span<std::byte> out, DmaFault* fault) const {
-    return access(false, iova, out, fault);
+    return access(nullptr, false, iova, out, fault);
 }
 
 Result<void> DmaSpace::write(uint64_t iova, std::span<const std::byte> in, DmaFault* fault) const {
-    return access(true, iova, {const_cast<std::byte*>(in.data()), in.size()}, fault);
+    return access(nullptr, true, iova, {const_cast<std::byte*>(in.data()), in.size()}, fault);
+}
+
+Result<void> DmaSpace::publish32(uint64_t iova, uint32_t value, DmaFault* fault) const {
+    return publish(nullptr, iova, value, fault);
+}
+
+Result<void> DmaSpace::read(Reader& reader, uint64_t iova, std::span<std::byte> out, DmaFault* fault) const {
+    return access(&reader, false, iova, out, fault);
+}
+
+Result<void> DmaSpace::write(Reader& reader, uint64_t iova, std::span<const std::byte> in, DmaFault* fault) const {
+    return access(&reader, true, iova, {const_cast<std::byte*>(in.data()), in.size()}, fault);
+}
+
+Result<void> DmaSpace::publish32(Reader& reader, uint64_t iova, uint32_t value, DmaFault* fault) const {
+    return publish(&reader, iova, value, fault);
 }
 
 const DmaSpace::WindowEntry* DmaSpace::find(uint64_t iova) const {
@@ -164,10 +260,17 @@ const DmaSpace::WindowEntry* DmaSpace::find(uint64_t iova) const {
     return &*it;
 }
 
-Result<void> DmaSpace::publish32(uint64_t iova, uint32_t value, DmaFault* fault) const {
+Result<void> DmaSpace::publish(Reader* reader, uint64_t iova, uint32_t value, DmaFault* fault) const {
     if (iova % 4 == 0) {
-        std::shared_lock lock(mutex_);
-        if (const WindowEntry* e = find(iova)) {
+        const bool inside = reader && reader->inside();
+        std::shared_lock lock(mutex_, std::defer_lock);
+        const WindowEntry* e = inside ? reader->cached(iova) : nullptr;
+        if (!e) {
+            lock.lock();
+            e = find(iova);
+            if (e && inside) reader->remember(e);
+        }
+        if (e) {
             const Window& w = e->second;
             if (w.local && w.size - (iova - e->first) >= 4 && w.writable) {
                 std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(w.local + (iova - e->first)))
@@ -177,37 +280,61 @@ Result<void> DmaSpace::publish32(uint64_t iova, uint32_t value, DmaFault* fault)
         }
     }
     // Anything else (a client-served window, a fault) takes the general path.
-    return write(iova, std::as_bytes(std::span(&value, 1)), fault);
+    return access(reader, true, iova, std::as_writable_bytes(std::span(&value, 1)), fault);
 }
 
-Result<void> DmaSpace::access(bool to_host, uint64_t iova, std::span<std::byte> data, DmaFault* fault) const {
+Result<void> DmaSpace::access(Reader* reader, bool to_host, uint64_t iova, std::span<std::byte> data,
+                             DmaFault* fault) const {
     const char* verb = to_host ? "write to" : "read from";
     auto refuse = [&](uint64_t at, std::string why) {
         if (fault) fault->iova = at;
         return make_error(EFAULT, fmt::format("DMA fault: {} IOVA {:#x} {}", verb, at, why));
+    };
+    // A client round trip needs the server thread, which may be waiting in an unmap for this
+    // reader to leave: the reader leaves for the trip and comes back after it.
+    auto through_client = [&](uint64_t at, std::span<std::byte> piece, const char* without_client,
+                              const char* context) -> Result<void> {
+        const bool was_inside = reader && reader->inside();
+        if (was_inside) reader->leave();
+        ClientDmaAccess client;
+        {
+            std::shared_lock lock(mutex_);
+            client = client_access_;
+        }
+        Result<void> r;
+        if (!client) {
+            r = refuse(at, without_client);
+        } else if (r = client(to_host, at, piece); !r) {
+            if (fault) fault->iova = at;
+            r = r.error().with_context(fmt::format("DMA fault: {} IOVA {:#x}{}", verb, at, context));
+        }
+        if (was_inside) reader->enter();
+        return r;
     };
     uint64_t done = 0;
     // An access may span neighbouring windows; each piece must be permitted.
     while (done < data.size()) {
         const uint64_t at = iova + done;
         if (at < iova) return refuse(at, "wraps the address space");
-        std::shared_lock lock(mutex_);
-        const WindowEntry* entry = find(at);
+        const bool inside = reader && reader->inside();
+        // Inside a reader's section a cached window stays mapped without the lock (an unmap
+        // waits for the reader to leave); any other lookup holds the shared lock while it copies.
+        std::shared_lock lock(mutex_, std::defer_lock);
+        const WindowEntry* entry = inside ? reader->cached(at) : nullptr;
+        if (!entry) {
+            lock.lock();
+            entry = find(at);
+            if (entry && inside) reader->remember(entry);
+        }
         if (!entry) {
             // No window: a card's stray DMA goes to the IOMMU all the same, and the client is
             // this card's IOMMU. QEMU's client translates it through the guest's IOMMU, which
             // blocks it and logs the fault there; vfioq's refuses what it never mapped.
             auto next = windows_.upper_bound(at);
             const uint64_t gap = next == windows_.end() ? data.size() - done : next->first - at;
-            auto client = client_access_;
             lock.unlock();
-            if (!client) return refuse(at, "hits no mapped window");
             const auto piece = data.subspan(done, std::min<uint64_t>(gap, data.size() - done));
-            if (auto r = client(to_host, at, piece); !r) {
-                if (fault) fault->iova = at;
-                return r.error().with_context(
-                    fmt::format("DMA fault: {} IOVA {:#x}, in no window, refused by the client", verb, at));
-            }
+            if (auto r = through_client(at, piece, "hits no mapped window", ", in no window, refused by the client"); !r) return r;
             done += piece.size();
             continue;
         }
@@ -218,7 +345,6 @@ Result<void> DmaSpace::access(bool to_host, uint64_t iova, std::span<std::byte> 
         const uint64_t chunk = std::min<uint64_t>(data.size() - done, w.size - (at - base));
         auto piece = data.subspan(done, chunk);
         if (w.local) {
-            // The shared lock keeps the window mapped while we copy (unmap waits for it).
             std::byte* p = w.local + (at - base);
             [[maybe_unused]] const DeviceAccessScope device_access;
             if (to_host)
@@ -229,13 +355,9 @@ Result<void> DmaSpace::access(bool to_host, uint64_t iova, std::span<std::byte> 
             // A client-served window: the client checks its own mappings, so the lock is
             // dropped first; holding it across the round trip would stall a DMA_UNMAP that
             // the server thread is handling while our reply waits behind it.
-            auto client = client_access_;
-            lock.unlock();
-            if (!client) return refuse(at, "is in a window with no fd and no client to serve it");
-            if (auto r = client(to_host, at, piece); !r) {
-                if (fault) fault->iova = at;
-                return r.error().with_context(fmt::format("DMA fault: {} IOVA {:#x} through the client", verb, at));
-            }
+            if (lock.owns_lock()) lock.unlock();
+            if (auto r = through_client(at, piece, "is in a window with no fd and no client to serve it",
+                                            " through the client"); !r) return r;
         }
         done += chunk;
     }

@@ -4,6 +4,7 @@
 // permissions, is refused and reported as a DMA fault.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -11,6 +12,8 @@
 #include <optional>
 #include <shared_mutex>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "vfioq/result.hpp"
 #include "vfioq/unique_fd.hpp"
@@ -27,7 +30,53 @@ struct DmaFault {
 };
 
 class DmaSpace {
+    struct Window;
+    using WindowEntry = std::pair<const uint64_t, Window>;  // a node of windows_: stable until erased
+
 public:
+    // A thread that does DMA all the time (the card's queue processor, a worker) reads
+    // through a Reader. Between enter() and leave() the windows it found stay in its own
+    // cache and are used without the lock: an unmap waits for every reader inside to
+    // leave before the memory goes, and map() never waits. A window that is not cached
+    // is looked up under the lock as before. Outside enter() and leave(), or when every
+    // reader slot is taken, a Reader is the lock path.
+    class Reader {
+    public:
+        explicit Reader(const DmaSpace& space);
+        ~Reader();
+        Reader(const Reader&) = delete;
+        Reader& operator=(const Reader&) = delete;
+
+        void enter();
+        // Leave before anything that may wait for another thread: an unmap waits for this one.
+        void leave();
+        [[nodiscard]] bool inside() const { return inside_; }
+
+    private:
+        friend class DmaSpace;
+        static constexpr size_t kCached = 4;
+        [[nodiscard]] const WindowEntry* cached(uint64_t iova) const;
+        void remember(const WindowEntry* entry);
+
+        const DmaSpace& space_;
+        int slot_ = -1;
+        bool inside_ = false;
+        uint64_t cache_generation_ = 0;  // the removals the cache has seen
+        std::array<const WindowEntry*, kCached> cache_{};
+        uint32_t next_ = 0;
+    };
+    // enter() to leave() for one scope.
+    class Section {
+    public:
+        explicit Section(Reader& reader) : reader_(reader) { reader_.enter(); }
+        ~Section() { reader_.leave(); }
+        Section(const Section&) = delete;
+        Section& operator=(const Section&) = delete;
+
+    private:
+        Reader& reader_;
+    };
+
     DmaSpace() = default;
     DmaSpace(const DmaSpace&) = delete;
     DmaSpace& operator=(const DmaSpace&) = delete;
@@ -53,6 +102,10 @@ public:
     // Writes one naturally aligned dword into host memory with release ordering
     // (a completion entry's phase dword, published after the rest of the entry).
     Result<void> publish32(uint64_t iova, uint32_t value, DmaFault* fault = nullptr) const;
+    // The same through a reader.
+    Result<void> read(Reader& reader, uint64_t iova, std::span<std::byte> out, DmaFault* fault = nullptr) const;
+    Result<void> write(Reader& reader, uint64_t iova, std::span<const std::byte> in, DmaFault* fault = nullptr) const;
+    Result<void> publish32(Reader& reader, uint64_t iova, uint32_t value, DmaFault* fault = nullptr) const;
 
 private:
     // A file that windows share, mapped whole once: a guest behind an IOMMU maps its
@@ -76,12 +129,27 @@ private:
     // one or can be, else a mapping of its own. Called with the lock held.
     Result<std::byte*> map_local(int fd, uint64_t fd_offset, uint64_t size, bool writable,
                                  std::optional<FileKey>& file);
-    void unmap_local(const Window& w);
+    // The memory of a window that goes: unmapped only once no reader can be using it.
+    using Unmapping = std::pair<std::byte*, uint64_t>;
+    void unmap_local(const Window& w, std::vector<Unmapping>& unmappings);
+    // Windows taken out of windows_ under the lock are freed here, after the readers inside have left.
+    void retire(std::vector<std::map<uint64_t, Window>::node_type> nodes, std::vector<Unmapping> unmappings);
 
-    using WindowEntry = std::pair<const uint64_t, Window>;  // a node of windows_: stable until erased
-    Result<void> access(bool to_host, uint64_t iova, std::span<std::byte> data, DmaFault* fault) const;
+    Result<void> access(Reader* reader, bool to_host, uint64_t iova, std::span<std::byte> data,
+                        DmaFault* fault) const;
+    Result<void> publish(Reader* reader, uint64_t iova, uint32_t value, DmaFault* fault) const;
     // The window holding `iova`, or null; called with the lock held (either way).
     const WindowEntry* find(uint64_t iova) const;
+
+    // A reader's slot: the removal generation it entered under, 0 while outside.
+    struct alignas(64) ReaderSlot {
+        std::atomic<bool> taken{false};
+        std::atomic<uint64_t> generation{0};
+    };
+    static constexpr size_t kReaderSlots = 16;
+    mutable std::array<ReaderSlot, kReaderSlots> readers_{};
+    // Bumped (after the windows are out of windows_) by every unmap that removes a window.
+    std::atomic<uint64_t> removals_{1};
 
     mutable std::shared_mutex mutex_;
     std::map<uint64_t, Window> windows_;  // by IOVA

@@ -34,7 +34,8 @@ QueueProcessor::QueueProcessor(SgqDevice& device, const ModelConfig& config)
       executor_(device),
       rng_(config.seed),
       faults_(config.faults),
-      queues_(config.vector_count()) {}
+      queues_(config.vector_count()),
+      reader_(device.dma()) {}
 
 QueueProcessor::~QueueProcessor() { stop(); }
 
@@ -87,7 +88,10 @@ void QueueProcessor::run() {
         collect_finished();
         const auto now = Clock::now();
         bool work = false;
-        for (uint16_t qid = 0; qid < queues_.size(); ++qid) work |= service(qid, now);
+        {
+            const DmaSpace::Section section(reader_);
+            for (uint16_t qid = 0; qid < queues_.size(); ++qid) work |= service(qid, now);
+        }
         if (device_.shutdown_pending() &&
             std::all_of(queues_.begin(), queues_.end(), [](const Queue& q) { return q.unposted == 0; }))
             device_.finish_shutdown();
@@ -140,6 +144,8 @@ void QueueProcessor::refresh_queues() {
             q.cq_base = cfg.cq_base;
             q.sq_entries = cfg.sq_size + 1;
             q.cq_entries = cfg.cq_size + 1;
+            // Never more in flight than the completion ring can take (fetch() sees to it).
+            q.ready = ReadyRing<Finished>(q.cq_entries);
         }
         q.ctrl = cfg.ctrl;
         q.coal = cfg.coal;
@@ -163,6 +169,7 @@ void QueueProcessor::collect_finished() {
 
 void QueueProcessor::worker() {
     CommandExecutor executor(device_);
+    DmaSpace::Reader reader(device_.dma());
     for (;;) {
         Job job;
         {
@@ -173,7 +180,10 @@ void QueueProcessor::worker() {
             jobs_.pop_front();
         }
         CommandOutcome out{Status::kAborted, 0};
-        if (device_.epoch() == job.epoch) out = executor.execute(job.qid, job.sqe, job.epoch);
+        if (device_.epoch() == job.epoch) {
+            const DmaSpace::Section section(reader);
+            out = executor.execute(reader, job.qid, job.sqe, job.epoch);
+        }
         {
             std::lock_guard lock(finished_mutex_);
             finished_.push_back({job.qid, job.generation, job.sqe.cid, out, job.due, true, job.epoch, {}});
@@ -242,31 +252,46 @@ bool QueueProcessor::service(uint16_t qid, Clock::time_point now) {
 }
 
 bool QueueProcessor::fetch(uint16_t qid, Queue& q, Clock::time_point now) {
-    bool work = false;
     const uint64_t epoch = seen_epoch_;
+    const uint64_t before = fetched_total_;
     // Never fetch more than the CQ can take: the device must not drop a completion.
-    while (q.sq_head != q.sq_tail && q.unposted < cq_free(q)) {
-        sgq::SubmissionEntry sqe;
-        if (!device_.dma_read(qid, 0, q.sq_base + uint64_t{q.sq_head} * sgq::kSqEntrySize,
-                              std::as_writable_bytes(std::span(&sqe, 1)))) {
-            halt(qid, q, sgq::kErrQueueFetch, 0, "the submission ring could not be read");
-            return true;
-        }
-        if (++q.sq_head == q.sq_entries) q.sq_head = 0;
-        ++q.unposted;
-        fetched_.fetch_add(1, std::memory_order_release);
-        work = true;
+    while (q.sq_head != q.sq_tail && q.unposted < cq_free(q) && !q.ready.full()) {
+        const uint64_t at = q.sq_base + uint64_t{q.sq_head} * sgq::kSqEntrySize;
         const auto due = now + config_.latency;
         if (!workers_.empty()) {
+            sgq::SubmissionEntry sqe;
+            if (!device_.dma_read(reader_, qid, 0, at, std::as_writable_bytes(std::span(&sqe, 1)))) {
+                halt(qid, q, sgq::kErrQueueFetch, 0, "the submission ring could not be read");
+                break;
+            }
             ++q.executing;
             std::lock_guard lock(jobs_mutex_);
             jobs_.push_back({qid, q.generation, epoch, sqe, due});
             jobs_cv_.notify_one();
         } else {
-            q.ready.push_back({qid, q.generation, sqe.cid, {}, due, false, epoch, sqe});
+            // Straight into the ready ring: no copy and no allocation per command.
+            Finished& f = q.ready.emplace_back();
+            if (!device_.dma_read(reader_, qid, 0, at, std::as_writable_bytes(std::span(&f.sqe, 1)))) {
+                q.ready.drop_back();
+                halt(qid, q, sgq::kErrQueueFetch, 0, "the submission ring could not be read");
+                break;
+            }
+            f.qid = qid;
+            f.generation = q.generation;
+            f.cid = f.sqe.cid;
+            f.outcome = {};
+            f.due = due;
+            f.executed = false;
+            f.epoch = epoch;
+            f.faulted = false;
         }
+        if (++q.sq_head == q.sq_entries) q.sq_head = 0;
+        ++q.unposted;
+        ++fetched_total_;
     }
-    return work;
+    // One store per pass: the doorbell thread is the only writer.
+    if (fetched_total_ != before) fetched_.store(fetched_total_, std::memory_order_release);
+    return fetched_total_ != before || q.halted;
 }
 
 bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool all) {
@@ -280,9 +305,10 @@ bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool al
             pick = 0;
         }
         Finished f = q.ready[pick];
-        q.ready.erase(q.ready.begin() + static_cast<std::ptrdiff_t>(pick));
+        q.ready.erase(pick);
         if (!f.executed) {
-            f.outcome = f.due > now ? CommandOutcome{Status::kAborted, 0} : executor_.execute(qid, f.sqe, f.epoch);
+            f.outcome = f.due > now ? CommandOutcome{Status::kAborted, 0}
+                                    : executor_.execute(reader_, qid, f.sqe, f.epoch);
             f.executed = true;
         }
         const FaultKind fault = f.faulted ? FaultKind::kNone : faults_.next();
@@ -331,8 +357,8 @@ bool QueueProcessor::write_completion(uint16_t qid, Queue& q, uint16_t cid, cons
     cqe.sqid = qid;
     const uint64_t at = q.cq_base + uint64_t{q.cq_tail} * sgq::kCqEntrySize;
     const uint32_t last = uint32_t{cid} | uint32_t(static_cast<uint16_t>(outcome.status) << 1 | (phase ? 1u : 0u)) << 16;
-    const bool ok = device_.dma_write(qid, cid, at, std::as_bytes(std::span(&cqe, 1)).first(12)) &&
-                    device_.publish32(qid, cid, at + 12, last);
+    const bool ok = device_.dma_write(reader_, qid, cid, at, std::as_bytes(std::span(&cqe, 1)).first(12)) &&
+                    device_.publish32(reader_, qid, cid, at + 12, last);
     if (!ok) {
         halt(qid, q, sgq::kErrQueueFetch, cid, "the completion ring could not be written");
         return false;

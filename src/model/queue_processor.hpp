@@ -17,7 +17,9 @@
 #include <vector>
 
 #include "command_executor.hpp"
+#include "dma_space.hpp"
 #include "fault_plan.hpp"
+#include "ready_ring.hpp"
 #include "vfioq/model_config.hpp"
 #include "vfioq/sgq_commands.hpp"
 
@@ -74,7 +76,7 @@ private:
         bool phase = true;
         uint32_t unposted = 0;   // fetched and not yet posted
         uint32_t executing = 0;  // handed to a worker and not back
-        std::deque<Finished> ready;
+        ReadyRing<Finished> ready;  // sized when the queue is enabled
         uint32_t irq_pending = 0;
         Clock::time_point irq_first{};
     };
@@ -101,6 +103,9 @@ private:
     std::vector<Queue> queues_;
     uint64_t seen_changes_ = ~0ull;
     uint64_t seen_epoch_ = 0;
+
+    DmaSpace::Reader reader_;  // the doorbell thread's; inside it for each pass over the queues
+    uint64_t fetched_total_ = 0;
 
     std::atomic<bool> stop_{false};
     std::thread thread_;

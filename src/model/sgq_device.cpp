@@ -196,8 +196,8 @@ uint32_t SgqDevice::read32_locked(uint64_t offset) {
         case kRegCap: return half(config_.cap_register(), offset);
         case kRegDevmemSize: return half(config_.devmem_size, offset);
         case kRegErrAddr: return half(err_addr_, offset);
-        case kRegStatCmds: return half(stat_cmds_.load(), offset);
-        case kRegStatBytes: return half(stat_bytes_.load(), offset);
+        case kRegStatCmds: return half(stat_cmds_.load() - stat_cmds_base_.load(), offset);
+        case kRegStatBytes: return half(stat_bytes_.load() - stat_bytes_base_.load(), offset);
         default: break;
     }
     switch (offset) {
@@ -359,13 +359,15 @@ void SgqDevice::record_error(uint32_t err_bit, uint16_t qid, uint16_t cid) {
 }
 
 void SgqDevice::count_completion(uint64_t bytes) {
-    stat_cmds_.fetch_add(1, std::memory_order_relaxed);
-    stat_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    // The queue processor's thread is the only writer: a load and a store, no locked add.
+    stat_cmds_.store(stat_cmds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    stat_bytes_.store(stat_bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
 }
 
-Result<void> SgqDevice::publish32(uint16_t qid, uint16_t cid, uint64_t iova, uint32_t value) {
+Result<void> SgqDevice::publish32(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova,
+                                  uint32_t value) {
     DmaFault fault{};
-    auto r = dma_.publish32(iova, value, &fault);
+    auto r = dma_.publish32(reader, iova, value, &fault);
     if (!r) record_dma_fault(qid, cid, fault.iova);
     return r;
 }
@@ -379,8 +381,9 @@ void SgqDevice::controller_reset_locked() {
     err_status_ = 0;
     err_qid_ = 0;
     err_addr_ = 0;
-    stat_cmds_ = 0;
-    stat_bytes_ = 0;
+    // The counts belong to the queue processor's thread; a reset moves their zero instead.
+    stat_cmds_base_ = stat_cmds_.load();
+    stat_bytes_base_ = stat_bytes_.load();
     shutdown_pending_ = false;
     for (auto& q : queues_) q = QueueRegs{.generation = q.generation + 1};
     // Word by word, atomically: the host and the doorbell thread touch this page without the lock.
@@ -404,24 +407,36 @@ static bool poisoned(const ModelConfig& config, uint64_t iova, size_t len) {
     return at && *at >= iova && *at - iova < len;
 }
 
+Result<void> SgqDevice::dma_read(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova,
+                                 std::span<std::byte> out) {
+    return dma_access(&reader, false, qid, cid, iova, out);
+}
+
+Result<void> SgqDevice::dma_write(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova,
+                                  std::span<const std::byte> in) {
+    return dma_access(&reader, true, qid, cid, iova, {const_cast<std::byte*>(in.data()), in.size()});
+}
+
 Result<void> SgqDevice::dma_read(uint16_t qid, uint16_t cid, uint64_t iova, std::span<std::byte> out) {
-    if (poisoned(config_, iova, out.size())) {
-        record_dma_fault(qid, cid, *config_.faults.dma_fault_iova);
-        return make_error(EFAULT, "injected DMA fault");
-    }
-    DmaFault fault{};
-    auto r = dma_.read(iova, out, &fault);
-    if (!r) record_dma_fault(qid, cid, fault.iova);
-    return r;
+    return dma_access(nullptr, false, qid, cid, iova, out);
 }
 
 Result<void> SgqDevice::dma_write(uint16_t qid, uint16_t cid, uint64_t iova, std::span<const std::byte> in) {
-    if (poisoned(config_, iova, in.size())) {
+    return dma_access(nullptr, true, qid, cid, iova, {const_cast<std::byte*>(in.data()), in.size()});
+}
+
+Result<void> SgqDevice::dma_access(DmaSpace::Reader* reader, bool to_host, uint16_t qid, uint16_t cid, uint64_t iova,
+                                   std::span<std::byte> data) {
+    if (poisoned(config_, iova, data.size())) [[unlikely]] {
         record_dma_fault(qid, cid, *config_.faults.dma_fault_iova);
         return make_error(EFAULT, "injected DMA fault");
     }
     DmaFault fault{};
-    auto r = dma_.write(iova, in, &fault);
+    Result<void> r;
+    if (reader)
+        r = to_host ? dma_.write(*reader, iova, data, &fault) : dma_.read(*reader, iova, data, &fault);
+    else
+        r = to_host ? dma_.write(iova, data, &fault) : dma_.read(iova, data, &fault);
     if (!r) record_dma_fault(qid, cid, fault.iova);
     return r;
 }

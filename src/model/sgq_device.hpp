@@ -54,7 +54,13 @@ public:
     ConfigSpace& config_space() { return config_space_; }
 
     // Device-initiated DMA on behalf of a command; a refused access sets
-    // ERR_STATUS.DMA_FAULT, ERR_QID and ERR_ADDR as the spec says.
+    // ERR_STATUS.DMA_FAULT, ERR_QID and ERR_ADDR as the spec says. `reader` is the
+    // calling thread's own (DmaSpace::Reader).
+    Result<void> dma_read(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova,
+                          std::span<std::byte> out);
+    Result<void> dma_write(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova,
+                           std::span<const std::byte> in);
+    // The same for a caller without a reader (through the DMA space's lock).
     Result<void> dma_read(uint16_t qid, uint16_t cid, uint64_t iova, std::span<std::byte> out);
     Result<void> dma_write(uint16_t qid, uint16_t cid, uint64_t iova, std::span<const std::byte> in);
 
@@ -116,8 +122,9 @@ public:
     [[nodiscard]] bool shutdown_pending() const { return shutdown_pending_.load(std::memory_order_acquire); }
     void finish_shutdown();
     void record_error(uint32_t err_bit, uint16_t qid, uint16_t cid);
+    // From the queue processor's thread only.
     void count_completion(uint64_t bytes);
-    Result<void> publish32(uint16_t qid, uint16_t cid, uint64_t iova, uint32_t value);
+    Result<void> publish32(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova, uint32_t value);
 
 private:
 
@@ -133,6 +140,8 @@ private:
     void write_q_ctrl_locked(uint32_t qid, uint32_t value);
     std::atomic_ref<uint32_t> doorbell(uint64_t offset);
     void record_dma_fault(uint16_t qid, uint16_t cid, uint64_t iova);
+    Result<void> dma_access(DmaSpace::Reader* reader, bool to_host, uint16_t qid, uint16_t cid, uint64_t iova,
+                            std::span<std::byte> data);
     void queues_changed();
 
     const ModelConfig config_;
@@ -153,8 +162,8 @@ private:
     uint32_t err_status_ = 0;
     uint32_t err_qid_ = 0;
     uint64_t err_addr_ = 0;
-    std::atomic<uint64_t> stat_cmds_{0};
-    std::atomic<uint64_t> stat_bytes_{0};
+    std::atomic<uint64_t> stat_cmds_{0}, stat_cmds_base_{0};
+    std::atomic<uint64_t> stat_bytes_{0}, stat_bytes_base_{0};
     std::vector<QueueRegs> queues_;
     std::atomic<uint64_t> changes_{0};
     std::atomic<uint64_t> epoch_{0};

@@ -159,7 +159,8 @@ TEST(SgqDevice, NormalShutdownCompletes) {
 TEST(SgqDevice, ErrStatusIsWriteOneToClear) {
     auto d = make();
     std::array<std::byte, 8> buf{};
-    ASSERT_FALSE(d->dma_read(3, 0x42, 0x7000, buf).has_value());
+    DmaSpace::Reader reader(d->dma());
+    ASSERT_FALSE(d->dma_read(reader, 3, 0x42, 0x7000, buf).has_value());
     EXPECT_EQ(d->read32(kRegErrStatus), kErrDmaFault);
     d->write32(kRegErrStatus, 0);  // writing 0 clears nothing
     EXPECT_EQ(d->read32(kRegErrStatus), kErrDmaFault);
@@ -172,7 +173,8 @@ TEST(SgqDevice, ErrStatusIsWriteOneToClear) {
 TEST(SgqDevice, DmaFaultRecordsQueueCommandAndAddress) {
     auto d = make();
     std::array<std::byte, 16> buf{};
-    auto r = d->dma_write(5, 0x1234, 0xDEAD000, buf);
+    DmaSpace::Reader reader(d->dma());
+    auto r = d->dma_write(reader, 5, 0x1234, 0xDEAD000, buf);
     ASSERT_FALSE(r.has_value());
     EXPECT_EQ(r.error().code, EFAULT);
     EXPECT_NE(r.error().message.find("0xdead000"), std::string::npos) << r.error().message;
