@@ -11,15 +11,19 @@
 
 namespace vfioq {
 
-// An error on the control path: an errno-style code and a message that names
-// the device, region, register or message at fault.
+// An error: an errno-style code and a message that names the device, region,
+// register or message at fault. Back-pressure on the fast path (EAGAIN from a
+// full queue) costs no formatting or allocation: it carries a static `reason`
+// and leaves `message` empty. text() is whichever is there.
 struct Error {
     int code = EIO;
     std::string message;
+    const char* reason = nullptr;  // static; set when `message` is empty
 
-    // Prefixes context ("device model: ") to the message, keeping the code.
+    [[nodiscard]] std::string text() const { return message.empty() && reason ? std::string(reason) : message; }
+    // Prefixes context ("device model: ") to the text, keeping the code.
     [[nodiscard]] Error with_context(const std::string& context) const {
-        return Error{code, context + ": " + message};
+        return Error{code, context + ": " + text()};
     }
 };
 
@@ -72,5 +76,7 @@ private:
 
 // Shorthand for building errors at the point of failure.
 inline Error make_error(int code, std::string message) { return Error{code, std::move(message)}; }
+// An error with a static reason and no message: nothing is formatted or allocated.
+inline Error static_error(int code, const char* reason) { return Error{code, {}, reason}; }
 
 }  // namespace vfioq

@@ -102,14 +102,36 @@ SglResult merge(std::span<const DmaSegment> segments, const SglLimits& limits, c
 
 SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limits, SglPagePool& pool,
                     SglDescriptor& dptr1, SglDescriptor& dptr2, const BusAddressMap* bus) {
-    SglResult r = merge(segments, limits, bus, [](const SglDescriptor&) {});
+    if (segments.size() == 1 && !bus) {
+        // The common command: one segment behind an IOMMU, checked as merge() would and written at once.
+        const DmaSegment& seg = segments[0];
+        SglResult r;
+        r.total = seg.len;
+        const uint64_t mask = (uint64_t{1} << limits.sge_align_log2) - 1;
+        if (seg.len == 0) r.error = SglError::kZeroLength;
+        else if ((seg.iova & mask) || (seg.len & mask)) r.error = SglError::kMisaligned;
+        else if (seg.len > uint64_t{1} << limits.max_xfer_log2) r.error = SglError::kTooLong;
+        else if (limits.max_sge == 0) r.error = SglError::kTooManyDescriptors;
+        if (r.error != SglError::kNone) return r;
+        r.descriptors = 1;
+        dptr1 = SglDescriptor::make(sgq::kSglData, seg.iova, static_cast<uint32_t>(seg.len));
+        dptr2 = SglDescriptor{};
+        return r;
+    }
+    // One pass keeps the first two descriptors: a list that fits inline is done then.
+    SglDescriptor head[2]{};
+    uint32_t seen = 0;
+    SglResult r = merge(segments, limits, bus, [&](const SglDescriptor& d) {
+        if (seen < 2) head[seen] = d;
+        ++seen;
+    });
     if (r.error != SglError::kNone) return r;
     const uint32_t n = r.descriptors;
     const bool two_inline = limits.inline_descriptors >= 2;
     dptr2 = SglDescriptor{};
     if (n <= limits.inline_descriptors) {
-        uint32_t i = 0;
-        merge(segments, limits, bus, [&](const SglDescriptor& d) { (i++ == 0 ? dptr1 : dptr2) = d; });
+        dptr1 = head[0];
+        if (n == 2) dptr2 = head[1];
         return r;
     }
     // With two inline, DPTR1 holds the first descriptor and DPTR2 points at the rest;

@@ -23,6 +23,7 @@ EngineQueuePair::EngineQueuePair(QueueOwner& owner, std::unique_ptr<CommandCodec
       pool_(res_.sgl_pages.data(), res_.sgl_pages.iova(), res_.sgl_page_count, dma.bus_map()),
       trackers_(res_.depth, Tracker{nullptr, nullptr, -1, 0, 0, kNil, kNil, 0}),
       scratch_(max_segments),
+      bytes_in_dw0_(codec_->bytes_in_dw0()),
       timeout_ns_(res_.command_timeout.count()),
       owner_health_(&owner.health()),
       seen_resets_(owner.health().resets.load()),
@@ -43,12 +44,18 @@ Error EngineQueuePair::refused(int code, const std::string& why) const {
     return make_error(code, fmt::format("{}: queue pair {}: {}", name_, res_.qid, why));
 }
 
+namespace {
+// Back-pressure: static reasons, so that a refused submission formats and allocates nothing.
+constexpr const char* kFullReason = "the queue pair is full; poll and submit again";
+constexpr const char* kRecoveringReason = "the queue pair is recovering from a timeout; poll and submit again";
+}  // namespace
+
 Result<void> EngineQueuePair::may_submit() {
     if (health_changed()) [[unlikely]]
         on_health_change();
     switch (state_) {
         case State::kOpen: return {};
-        case State::kRecovering: return refused(EAGAIN, "recovering from a timeout; poll and submit again");
+        case State::kRecovering: return static_error(EAGAIN, kRecoveringReason);
         case State::kBroken: return refused(EIO, "out of service after a failed recovery: " + broken_why_);
         case State::kGone: return refused(ENODEV, "the device is gone");
         case State::kClosed: return refused(EPIPE, "submission after close");
@@ -57,11 +64,10 @@ Result<void> EngineQueuePair::may_submit() {
 }
 
 void EngineQueuePair::track(uint16_t cid, const Tracker& t) {
-    if (timeout_ns_ != 0 && oldest_ == kNil) clock_ns_ = now_ns();
     const auto tag = static_cast<uint16_t>(engine_.tag_of(cid));
     Tracker& n = trackers_[tag];
     n = t;
-    n.submitted_ns = clock_ns_;
+    n.submitted_ns = kUnstamped;  // stamp_submissions() at the end of the call
     n.prev = newest_;
     n.next = kNil;
     n.cid = cid;
@@ -85,27 +91,41 @@ Result<uint16_t> EngineQueuePair::enqueue(const IoRequest& req) {
         return ok.error();
     if (!engine_.can_submit()) {
         ++queue_full_;
-        return refused(EAGAIN, fmt::format("full ({} commands outstanding); poll and submit again",
-                                           engine_.outstanding()));
+        return static_error(EAGAIN, kFullReason);
     }
-    alignas(8) std::byte sqe[engine::kSqEntrySize] = {};
+    // Encoded in place: the slot at the tail is the host's until push() moves the tail past it.
+    auto* sqe = static_cast<std::byte*>(engine_.sq_slot());
+    std::memset(sqe, 0, engine::kSqEntrySize);
     auto page = codec_->encode(req, sqe, pool_);
-    if (!page) {
-        if (page.error().code == EAGAIN) ++queue_full_;
-        return refused(page.error().code, page.error().message);
+    if (!page) [[unlikely]] {
+        if (page.error().code == EAGAIN) {
+            ++queue_full_;
+            return std::move(page).error();
+        }
+        return refused(page.error().code, page.error().text());
     }
     const int32_t cid = engine_.acquire_cid();  // can_submit() said one is free
     const auto cid16 = static_cast<uint16_t>(cid);
     std::memcpy(sqe + 2, &cid16, sizeof(cid16));
-    track(cid16, Tracker{req.callback, req.context, *page, codec_->length(sqe), 0, kNil, kNil, 0});
-    std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
+    uint64_t length = 0;  // the encoder checked it against the device's limits
+    for (const auto& seg : req.segments) length += seg.len;
+    track(cid16, Tracker{req.callback, req.context, *page, static_cast<uint32_t>(length), 0, kNil, kNil, 0});
     engine_.push();
     return cid16;
+}
+
+void EngineQueuePair::stamp_submissions() {
+    if (timeout_ns_ == 0 || newest_ == kNil || trackers_[newest_].submitted_ns != kUnstamped) return;
+    clock_ns_ = now_ns();
+    polls_since_clock_ = 0;
+    for (uint16_t t = newest_; t != kNil && trackers_[t].submitted_ns == kUnstamped; t = trackers_[t].prev)
+        trackers_[t].submitted_ns = clock_ns_;
 }
 
 Result<uint16_t> EngineQueuePair::submit(const IoRequest& request) {
     auto r = enqueue(request);
     engine_.ring_sq();
+    stamp_submissions();
     return r;
 }
 
@@ -142,7 +162,7 @@ Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, C
                                            entry.size()));
     if (!engine_.can_submit()) {
         ++queue_full_;
-        return refused(EAGAIN, "full; poll and submit again");
+        return static_error(EAGAIN, kFullReason);
     }
     alignas(8) std::byte sqe[engine::kSqEntrySize];
     std::memcpy(sqe, entry.data(), sizeof(sqe));
@@ -152,6 +172,7 @@ Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, C
     std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     engine_.ring_sq();
+    stamp_submissions();
     return cid;
 }
 
@@ -161,12 +182,14 @@ Result<uint32_t> EngineQueuePair::submit_batch(std::span<const IoRequest> reques
         auto r = enqueue(req);
         if (!r) {
             engine_.ring_sq();
+            stamp_submissions();
             if (n == 0 && r.error().code != EAGAIN) return r.error();
             return n;
         }
         ++n;
     }
     engine_.ring_sq();
+    stamp_submissions();
     return n;
 }
 
@@ -174,10 +197,14 @@ void EngineQueuePair::complete(uint16_t tag, const engine::CqEntry& e) {
     untrack(tag);
     const Tracker& t = trackers_[tag];
     const uint16_t raw = e.status();
-    if (raw != 0) ++error_statuses_;
-    const IoStatus status = codec_->decode(raw);
-    if (t.callback)
-        t.callback(Completion{status, raw, res_.qid, e.cid, codec_->bytes(e.dw0, status, t.length), t.context});
+    IoStatus status = IoStatus::kSuccess;
+    uint32_t bytes = bytes_in_dw0_ ? e.dw0 : t.length;
+    if (raw != 0) [[unlikely]] {
+        ++error_statuses_;
+        status = codec_->decode(raw);
+        bytes = codec_->bytes(e.dw0, status, t.length);
+    }
+    if (t.callback) t.callback(Completion{status, raw, res_.qid, e.cid, bytes, t.context});
 }
 
 void EngineQueuePair::report(uint16_t tag, IoStatus status) {
@@ -208,7 +235,9 @@ uint32_t EngineQueuePair::poll(uint32_t max) {
         reported += on_health_change();
     if (state_ != State::kOpen) return reported;
     const uint32_t n = reap(max);
-    if (timeout_ns_ != 0 && oldest_ != kNil && (n == 0 || ++polls_since_clock_ >= kClockEvery)) [[unlikely]]
+    // The clock is read once per kClockEvery polls, empty or not: an empty poll is the
+    // phase-tag load and compare above and this count.
+    if (timeout_ns_ != 0 && oldest_ != kNil && ++polls_since_clock_ >= kClockEvery) [[unlikely]]
         reported += check_timeouts();
     return reported + n;
 }
@@ -231,6 +260,7 @@ Result<uint32_t> EngineQueuePair::wait(std::chrono::milliseconds timeout, uint32
         auto woke = interrupt_.wait(slice);
         if (!woke) return refused(woke.error().code, woke.error().message);
         if (*woke == InterruptWait::Outcome::kInterrupt) return poll(max);
+        polls_since_clock_ = kClockEvery;  // a slice that timed out reads the clock
         if (uint32_t n = poll(max); n != 0 || steady_clock::now() >= deadline || state_ == State::kGone) return n;
     }
 }

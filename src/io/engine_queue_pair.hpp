@@ -88,6 +88,8 @@ private:
     Result<void> may_submit();
     void track(uint16_t cid, const Tracker& t);
     void untrack(uint16_t tag);
+    // One clock reading for the commands this call queued.
+    void stamp_submissions();
     void complete(uint16_t tag, const engine::CqEntry& entry);
     // Reports a command the device did not answer, with the driver's verdict.
     void report(uint16_t tag, IoStatus status);
@@ -134,10 +136,15 @@ private:
     uint64_t queue_full_ = 0;
     uint64_t error_statuses_ = 0, timeouts_ = 0, queue_recoveries_ = 0, controller_resets_ = 0;
 
-    // Timeouts: the clock is read in poll() (every kClockEvery polls, or when a
-    // poll finds nothing), and a submission is stamped with that reading; a
-    // submission to an empty queue reads it afresh.
-    static constexpr uint32_t kClockEvery = 32;
+    const bool bytes_in_dw0_;  // the codec's, asked once
+
+    // Timeouts: a submission call (submit, submit_raw, a whole submit_batch)
+    // reads the clock once and stamps what it queued; poll() reads it once every
+    // kClockEvery polls, empty or not (and each wait() slice that times out
+    // does), to see what is overdue. A command is reported no earlier than its
+    // timeout and at most kClockEvery polls after it expired.
+    static constexpr uint32_t kClockEvery = 64;
+    static constexpr int64_t kUnstamped = INT64_MAX;
     int64_t timeout_ns_ = 0;
     int64_t clock_ns_ = 0;
     uint32_t polls_since_clock_ = 0;

@@ -24,15 +24,20 @@ public:
     // Fills `sqe` (64 bytes, zeroed by the caller) but for the CID (bytes 2-3 in
     // both SGQ and NVMe entries). Returns the first descriptor page taken from
     // `pool` (-1 for none), EINVAL with the reason for a request the device's
-    // limits refuse, or EAGAIN when descriptor pages run out.
+    // limits refuse, or EAGAIN (a static reason, nothing formatted) when
+    // descriptor pages run out. The entry's data length must be the sum of the
+    // request's segments: the queue pair counts it from them.
     virtual Result<int32_t> encode(const IoRequest& request, std::byte* sqe, dma::SglPagePool& pool) = 0;
-    // The data length of the entry `encode` wrote.
+    // The data length of an entry (a raw submission's).
     [[nodiscard]] virtual uint32_t length(const std::byte* sqe) const = 0;
     // The status field of a completion (bits 15:1 of its last word) as a named status.
     [[nodiscard]] virtual IoStatus decode(uint16_t status) const = 0;
     // Bytes a completion reports moved: the SGQ card says so in DW0; NVMe does
     // not, so a successful command moved what it asked for.
     [[nodiscard]] virtual uint32_t bytes(uint32_t dw0, IoStatus status, uint32_t requested) const = 0;
+    // Status 0 is success in every profile; a successful completion is then decoded
+    // without asking the codec: its bytes are DW0 when this is true, else what was asked.
+    [[nodiscard]] virtual bool bytes_in_dw0() const { return false; }
 };
 
 // What every queue pair of a controller watches on each call, with relaxed

@@ -29,7 +29,7 @@ Result<int32_t> NvmeCodec::encode(const IoRequest& req, std::byte* out, dma::Sgl
         const dma::SglLimits limits{ns_.max_segments, 0, 31, 1};
         sgq::SglDescriptor d1{}, d2{};
         const auto sgl = dma::build_sgl(req.segments, limits, pool, d1, d2, bus_);
-        if (sgl.error == dma::SglError::kNoPages) return make_error(EAGAIN, dma::describe(sgl, req.segments, limits));
+        if (sgl.error == dma::SglError::kNoPages) return static_error(EAGAIN, dma::kNoPagesReason);
         if (sgl.error != dma::SglError::kNone)
             return make_error(EINVAL, fmt::format("{} at byte {:#x}: {}", verb, req.devaddr,
                                                   dma::describe(sgl, req.segments, limits)));
@@ -39,11 +39,11 @@ Result<int32_t> NvmeCodec::encode(const IoRequest& req, std::byte* out, dma::Sgl
         psdt = kPsdtSgl;
     } else {
         const auto prp = dma::build_prp(req.segments, ns_.max_transfer, pool, bus_);
+        if (prp.error == dma::SglError::kNoPages) return static_error(EAGAIN, dma::kNoPagesReason);
         if (prp.error != dma::SglError::kNone) {
             const dma::SglLimits limits{ns_.max_segments, 2, 31, 1};
             dma::SglResult as_sgl{prp.error, prp.segment, 0, prp.total, -1};
-            return make_error(prp.error == dma::SglError::kNoPages ? EAGAIN : EINVAL,
-                              fmt::format("{} at byte {:#x}: {}", verb, req.devaddr,
+            return make_error(EINVAL, fmt::format("{} at byte {:#x}: {}", verb, req.devaddr,
                                           dma::describe(as_sgl, req.segments, limits)));
         }
         std::memcpy(&c.dw[6], &prp.prp1, 8);

@@ -6,12 +6,17 @@
 #include <cstddef>
 #include <cstring>
 
+#include "engine/queue_engine.hpp"
 #include "vfioq/sgq_commands.hpp"
 
 namespace vfioq::sgq {
 
 Result<int32_t> SgqCodec::encode(const IoRequest& req, std::byte* out, dma::SglPagePool& pool) {
-    SubmissionEntry sqe{};
+    // Fields written where they go (the caller zeroed the entry): building a copy and then
+    // copying it whole would read back the descriptors' small stores as one wide load,
+    // which the CPU cannot forward and stalls on.
+    static_assert(sizeof(SubmissionEntry) == engine::kSqEntrySize && alignof(SubmissionEntry) <= 8);
+    auto& sqe = *reinterpret_cast<SubmissionEntry*>(out);
     sqe.devaddr = req.devaddr;
     int32_t page = -1;
     switch (req.op) {
@@ -23,7 +28,7 @@ Result<int32_t> SgqCodec::encode(const IoRequest& req, std::byte* out, dma::SglP
         case Opcode::kRead: {
             sqe.opcode = req.op == Opcode::kWrite ? kOpWrite : kOpRead;
             const auto sgl = dma::build_sgl(req.segments, limits_, pool, sqe.dptr1, sqe.dptr2, bus_);
-            if (sgl.error == dma::SglError::kNoPages) return make_error(EAGAIN, dma::describe(sgl, req.segments, limits_));
+            if (sgl.error == dma::SglError::kNoPages) return static_error(EAGAIN, dma::kNoPagesReason);
             if (sgl.error != dma::SglError::kNone)
                 return make_error(EINVAL, fmt::format("{} at card address {:#x}: {}",
                                                       req.op == Opcode::kWrite ? "write" : "read", req.devaddr,
@@ -40,7 +45,6 @@ Result<int32_t> SgqCodec::encode(const IoRequest& req, std::byte* out, dma::SglP
         }
         default: return make_error(EINVAL, "unknown opcode");
     }
-    std::memcpy(out, &sqe, sizeof(sqe));
     return page;
 }
 

@@ -16,6 +16,7 @@ public:
     [[nodiscard]] IoStatus decode(uint16_t status) const override;
     [[nodiscard]] uint32_t length(const std::byte* sqe) const override;
     [[nodiscard]] uint32_t bytes(uint32_t dw0, IoStatus status, uint32_t requested) const override;
+    [[nodiscard]] bool bytes_in_dw0() const override { return true; }
 
 private:
     dma::SglLimits limits_;

@@ -6,7 +6,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "model/dma_space.hpp"
@@ -170,6 +173,58 @@ TEST(DmaSpace, DmaOutsideEveryWindowIsOfferedToTheClient) {
     // Without a client, the model refuses it itself.
     DmaSpace alone;
     EXPECT_EQ(alone.read(0x7f000000, data).error().code, EFAULT);
+}
+
+// The card's thread reads through a reader: inside it, the windows it found are used without
+// the lock, so an unmap must wait for it to leave before the memory goes.
+TEST(DmaSpace, AnUnmapWaitsForAReaderInsideAndTheReaderThenFindsTheWindowGone) {
+    DmaSpace dma;
+    auto ram = memfd(4 * kPage);
+    ASSERT_TRUE(dma.map(0x10000, 4 * kPage, true, true, dup_of(ram), 0, 16));
+    DmaSpace::Reader reader(dma);
+    std::array<std::byte, 64> entry{};
+    reader.enter();
+    ASSERT_TRUE(dma.read(reader, 0x10000, entry));  // cached from here on
+    std::atomic<bool> unmapped{false};
+    std::thread unmapper([&] {
+        auto r = dma.unmap(0x10000, 4 * kPage);
+        EXPECT_TRUE(r) << r.error().message;
+        unmapped = true;
+    });
+    // However long the unmap is kept waiting, it does not finish while the reader is inside,
+    // and the reader's window stays readable meanwhile.
+    for (int i = 0; i < 50; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        EXPECT_FALSE(unmapped.load());
+        EXPECT_TRUE(dma.read(reader, 0x10000 + kPage, entry));
+    }
+    reader.leave();
+    unmapper.join();
+    EXPECT_TRUE(unmapped.load());
+    EXPECT_EQ(memfd_mapping_count(), 0u) << "the window's memory is unmapped once the reader left";
+    reader.enter();
+    DmaFault fault{};
+    auto r = dma.read(reader, 0x10000, entry, &fault);
+    ASSERT_FALSE(r) << "the reader's cache still held the window";
+    EXPECT_EQ(fault.iova, 0x10000u);
+    reader.leave();
+}
+
+// Windows mapped while a reader is inside are found at once, and none of them waits.
+TEST(DmaSpace, AMapDoesNotWaitForReadersAndTheirCacheSeesNewWindows) {
+    DmaSpace dma;
+    auto ram = memfd(8 * kPage);
+    ASSERT_TRUE(dma.map(0x10000, kPage, true, true, dup_of(ram), 0, 16));
+    DmaSpace::Reader reader(dma);
+    std::array<std::byte, 16> bytes{};
+    const DmaSpace::Section section(reader);
+    ASSERT_TRUE(dma.read(reader, 0x10000, bytes));
+    ASSERT_TRUE(dma.map(0x20000, kPage, true, true, dup_of(ram), kPage, 16));
+    bytes.fill(std::byte{0x5A});
+    ASSERT_TRUE(dma.write(reader, 0x20000, bytes));
+    std::array<std::byte, 16> back{};
+    ASSERT_TRUE(dma.read(0x20000, back));
+    EXPECT_EQ(back, bytes);
 }
 
 }  // namespace

@@ -105,6 +105,26 @@ TEST_F(NvmeCodecTest, AddressesOffBlocksOrBeyondTheNamespaceAreRefused) {
     EXPECT_EQ(pool_.free_pages(), 8u) << "refusals keep no pages";
 }
 
+// Descriptor pages running out is back-pressure on the fast path: EAGAIN with a static
+// reason and no formatted message, by SGL and by PRP list alike.
+TEST_F(NvmeCodecTest, DescriptorPagesRunningOutIsEagainWithAStaticReason) {
+    for (bool sgl : {true, false}) {
+        NvmeCodec codec(geometry(sgl));
+        std::vector<int32_t> taken;
+        while (pool_.free_pages() != 0) taken.push_back(pool_.take());
+        std::vector<DmaSegment> segs;
+        for (uint64_t i = 0; i < 4; ++i) segs.push_back({0x100000 + i * 0x2000, 4096});
+        Result<int32_t> page = 0;
+        encode(codec, {Opcode::kWrite, 0, segs}, &page);
+        ASSERT_FALSE(page) << "sgl " << sgl;
+        EXPECT_EQ(page.error().code, EAGAIN);
+        EXPECT_TRUE(page.error().message.empty()) << page.error().message;
+        ASSERT_NE(page.error().reason, nullptr);
+        EXPECT_NE(page.error().text().find("poll and submit again"), std::string::npos);
+        for (int32_t p : taken) pool_.give_chain(p);
+    }
+}
+
 TEST_F(NvmeCodecTest, StatusesAreNamed) {
     EXPECT_EQ(decode_status(0x000), IoStatus::kSuccess);
     EXPECT_EQ(decode_status(0x001), IoStatus::kInvalidOpcode);
