@@ -7,7 +7,6 @@
 // `meson test -C build --benchmark` or the executable itself.
 #include <benchmark/benchmark.h>
 #include <liburing.h>
-
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -15,10 +14,10 @@
 #include <cstring>
 #include <vector>
 
+#include "../tests/support/fake_transport.hpp"
 #include "dma/iova_allocator.hpp"
 #include "dma/registration_cache.hpp"
 #include "dma/sgl_builder.hpp"
-#include "../tests/support/fake_transport.hpp"
 #include "engine/queue_engine.hpp"
 #include "io/engine_queue_pair.hpp"
 #include "model/dma_space.hpp"
@@ -67,7 +66,6 @@ struct Rings {
     engine::QueueEngine engine;
 };
 
-
 // The driver's floor: a queue pair (trackers, SGL, entry, doorbell, completion
 // check, callback) against a card played in the same thread, which completes
 // what an SQ doorbell offers before the write returns. No second core, no
@@ -88,8 +86,8 @@ public:
             sgq::SubmissionEntry e;
             std::memcpy(&e, sq_ + uint64_t{sq_head_} * engine::kSqEntrySize, sizeof(e));
             sq_head_ = sq_head_ + 1 == entries_ ? 0 : sq_head_ + 1;
-            cq_[cq_tail_] = engine::CqEntry{e.length, 0, static_cast<uint16_t>(sq_head_), kQid, e.cid,
-                                            static_cast<uint16_t>(phase_ ? 1 : 0)};
+            cq_[cq_tail_] = engine::CqEntry{e.length, 0,     static_cast<uint16_t>(sq_head_),
+                                            kQid,     e.cid, static_cast<uint16_t>(phase_ ? 1 : 0)};
             if (++cq_tail_ == entries_) {
                 cq_tail_ = 0;
                 phase_ = !phase_;
@@ -156,9 +154,9 @@ void BM_DriverFloor(benchmark::State& state) {
     for (uint32_t i = 0; i < depth; ++i) {
         for (uint32_t k = 0; k < segments; ++k)
             segs[uint64_t{i} * segments + k] = data->segment(uint64_t{i} * 8192 + uint64_t{k} * (piece + 64), piece);
-        requests[i] = IoRequest{Opcode::kRead, uint64_t{i} * 4096,
-                                std::span(segs).subspan(uint64_t{i} * segments, segments),
-                                [](const Completion&) { ++completed; }, nullptr};
+        requests[i] =
+            IoRequest{Opcode::kRead, uint64_t{i} * 4096, std::span(segs).subspan(uint64_t{i} * segments, segments),
+                      [](const Completion&) { ++completed; }, nullptr};
     }
     completed = 0;
     for (auto _ : state) {
@@ -191,7 +189,7 @@ void BM_IoUringNop(benchmark::State& state) {
         }
         unsigned head, seen = 0;
         io_uring_cqe* cqe;
-        io_uring_for_each_cqe(&ring, head, cqe) ++seen;
+        io_uring_for_each_cqe(&ring, head, cqe)++ seen;
         ::io_uring_cq_advance(&ring, seen);
         ops += seen;
     }

@@ -22,9 +22,7 @@ struct Error {
 
     [[nodiscard]] std::string text() const { return message.empty() && reason ? std::string(reason) : message; }
     // Prefixes context ("device model: ") to the text, keeping the code.
-    [[nodiscard]] Error with_context(const std::string& context) const {
-        return Error{code, context + ": " + text()};
-    }
+    [[nodiscard]] Error with_context(const std::string& context) const { return Error{code, context + ": " + text()}; }
 };
 
 template <typename T>

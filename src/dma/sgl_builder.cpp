@@ -108,10 +108,14 @@ SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limit
         SglResult r;
         r.total = seg.len;
         const uint64_t mask = (uint64_t{1} << limits.sge_align_log2) - 1;
-        if (seg.len == 0) r.error = SglError::kZeroLength;
-        else if ((seg.iova & mask) || (seg.len & mask)) r.error = SglError::kMisaligned;
-        else if (seg.len > uint64_t{1} << limits.max_xfer_log2) r.error = SglError::kTooLong;
-        else if (limits.max_sge == 0) r.error = SglError::kTooManyDescriptors;
+        if (seg.len == 0)
+            r.error = SglError::kZeroLength;
+        else if ((seg.iova & mask) || (seg.len & mask))
+            r.error = SglError::kMisaligned;
+        else if (seg.len > uint64_t{1} << limits.max_xfer_log2)
+            r.error = SglError::kTooLong;
+        else if (limits.max_sge == 0)
+            r.error = SglError::kTooManyDescriptors;
         if (r.error != SglError::kNone) return r;
         r.descriptors = 1;
         dptr1 = SglDescriptor::make(sgq::kSglData, seg.iova, static_cast<uint32_t>(seg.len));

@@ -91,8 +91,7 @@ SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limit
                     sgq::SglDescriptor& dptr1, sgq::SglDescriptor& dptr2, const BusAddressMap* bus = nullptr);
 
 // Back-pressure, not an error of the request: said without formatting on the fast path.
-inline constexpr const char* kNoPagesReason =
-    "the queue pair's descriptor pages are all in use; poll and submit again";
+inline constexpr const char* kNoPagesReason = "the queue pair's descriptor pages are all in use; poll and submit again";
 
 // "segment 3 (IOVA 0x1003, 17 bytes) is not aligned to 4 bytes (CAP.SGE_ALIGN)" and so on.
 std::string describe(const SglResult& result, std::span<const DmaSegment> segments, const SglLimits& limits);

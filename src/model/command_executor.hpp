@@ -28,8 +28,7 @@ public:
     // `epoch` is the controller reset count the command was fetched under;
     // once a reset has moved it on, no further DMA is issued for the command.
     // `reader`: the calling thread's.
-    CommandOutcome execute(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe,
-                           uint64_t epoch);
+    CommandOutcome execute(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe, uint64_t epoch);
 
 private:
     sgq::Status collect_sgl(DmaSpace::Reader& reader, uint16_t qid, const sgq::SubmissionEntry& sqe);

@@ -284,7 +284,7 @@ Result<void> DmaSpace::publish(Reader* reader, uint64_t iova, uint32_t value, Dm
 }
 
 Result<void> DmaSpace::access(Reader* reader, bool to_host, uint64_t iova, std::span<std::byte> data,
-                             DmaFault* fault) const {
+                              DmaFault* fault) const {
     const char* verb = to_host ? "write to" : "read from";
     auto refuse = [&](uint64_t at, std::string why) {
         if (fault) fault->iova = at;
@@ -334,7 +334,9 @@ Result<void> DmaSpace::access(Reader* reader, bool to_host, uint64_t iova, std::
             const uint64_t gap = next == windows_.end() ? data.size() - done : next->first - at;
             lock.unlock();
             const auto piece = data.subspan(done, std::min<uint64_t>(gap, data.size() - done));
-            if (auto r = through_client(at, piece, "hits no mapped window", ", in no window, refused by the client"); !r) return r;
+            if (auto r = through_client(at, piece, "hits no mapped window", ", in no window, refused by the client");
+                !r)
+                return r;
             done += piece.size();
             continue;
         }
@@ -357,7 +359,9 @@ Result<void> DmaSpace::access(Reader* reader, bool to_host, uint64_t iova, std::
             // the server thread is handling while our reply waits behind it.
             if (lock.owns_lock()) lock.unlock();
             if (auto r = through_client(at, piece, "is in a window with no fd and no client to serve it",
-                                            " through the client"); !r) return r;
+                                        " through the client");
+                !r)
+                return r;
         }
         done += chunk;
     }

@@ -135,8 +135,7 @@ private:
     // Windows taken out of windows_ under the lock are freed here, after the readers inside have left.
     void retire(std::vector<std::map<uint64_t, Window>::node_type> nodes, std::vector<Unmapping> unmappings);
 
-    Result<void> access(Reader* reader, bool to_host, uint64_t iova, std::span<std::byte> data,
-                        DmaFault* fault) const;
+    Result<void> access(Reader* reader, bool to_host, uint64_t iova, std::span<std::byte> data, DmaFault* fault) const;
     Result<void> publish(Reader* reader, uint64_t iova, uint32_t value, DmaFault* fault) const;
     // The window holding `iova`, or null; called with the lock held (either way).
     const WindowEntry* find(uint64_t iova) const;

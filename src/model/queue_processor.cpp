@@ -307,8 +307,8 @@ bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool al
         Finished f = q.ready[pick];
         q.ready.erase(pick);
         if (!f.executed) {
-            f.outcome = f.due > now ? CommandOutcome{Status::kAborted, 0}
-                                    : executor_.execute(reader_, qid, f.sqe, f.epoch);
+            f.outcome =
+                f.due > now ? CommandOutcome{Status::kAborted, 0} : executor_.execute(reader_, qid, f.sqe, f.epoch);
             f.executed = true;
         }
         const FaultKind fault = f.faulted ? FaultKind::kNone : faults_.next();

@@ -364,8 +364,7 @@ void SgqDevice::count_completion(uint64_t bytes) {
     stat_bytes_.store(stat_bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
 }
 
-Result<void> SgqDevice::publish32(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova,
-                                  uint32_t value) {
+Result<void> SgqDevice::publish32(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova, uint32_t value) {
     DmaFault fault{};
     auto r = dma_.publish32(reader, iova, value, &fault);
     if (!r) record_dma_fault(qid, cid, fault.iova);

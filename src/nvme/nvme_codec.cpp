@@ -44,7 +44,7 @@ Result<int32_t> NvmeCodec::encode(const IoRequest& req, std::byte* out, dma::Sgl
             const dma::SglLimits limits{ns_.max_segments, 2, 31, 1};
             dma::SglResult as_sgl{prp.error, prp.segment, 0, prp.total, -1};
             return make_error(EINVAL, fmt::format("{} at byte {:#x}: {}", verb, req.devaddr,
-                                          dma::describe(as_sgl, req.segments, limits)));
+                                                  dma::describe(as_sgl, req.segments, limits)));
         }
         std::memcpy(&c.dw[6], &prp.prp1, 8);
         std::memcpy(&c.dw[8], &prp.prp2, 8);
