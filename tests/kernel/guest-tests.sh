@@ -76,6 +76,17 @@ if [ -n "$noiommu" ]; then
     export VFIOQ_UNSAFE_NOIOMMU=1
 fi
 
+# Whose bug the one-byte workaround is, shown each run: a one-byte data block at the last byte
+# of a page, and one byte before it (information, not a check: it fails behind QEMU's
+# virtio-iommu). Run last: behind virtio-iommu a lost byte is translated through the next
+# mapping, so it lands outside the test's buffer, in whatever page of the guest that is (a
+# CI run once found the text of this very script spoiled after it), and nothing may run
+# after it that it could spoil.
+one_byte_info() {
+    VFIOQ_TEST_DEVICE=$bdf test-kernel-vfio --gtest_filter=*OneByte* >/tmp/onebyte 2>&1
+    sed -n 's/^\(one-byte segments lost: .*\)/info: \1/p' /tmp/onebyte
+}
+
 for b in $backends; do
     use_backend "$b"
     check "vfioq-info opens it through $backend" sh -c \
@@ -106,10 +117,6 @@ for b in $backends; do
     # keep segments to whole 16-bit units: none then starts at an odd address.
     # Without an IOMMU a segment splits where its pages are not physically contiguous (at a
     # hugepage's end), so commands keep to half the controller's 256 descriptors.
-    # Whose bug that is, shown each run: a one-byte data block at the last byte of a page, and
-    # one byte before it (information, not a check: it fails behind QEMU's virtio-iommu).
-    VFIOQ_TEST_DEVICE=$bdf test-kernel-vfio --gtest_filter=*OneByte* >/tmp/onebyte 2>&1
-    sed -n 's/^\(one-byte segments lost: .*\)/info: \1/p' /tmp/onebyte
     shape=
     case $variant in
         virtio*) shape="--segment-align 2" ;;
@@ -178,6 +185,7 @@ if [ -n "$noiommu" ]; then
     chown lab "/dev/vfio/noiommu-$group"
     check "a user without CAP_SYS_RAWIO is told no-IOMMU mode needs it" sh -c \
         "! su -s /bin/sh lab -c 'VFIOQ_UNSAFE_NOIOMMU=1 LD_LIBRARY_PATH=/lib /vfioq/vfioq-info $bdf' 2>/tmp/err; cat /tmp/err; grep -q 'CAP_SYS_RAWIO' /tmp/err"
+    one_byte_info
     report
     exit 0
 fi
@@ -195,4 +203,5 @@ for b in $backends; do
         "ulimit -l 64 && VFIOQ_TEST_DEVICE=$bdf VFIOQ_TEST_MEMLOCK=1 VFIOQ_IOMMU=$b LD_LIBRARY_PATH=/lib /vfioq/test-kernel-vfio --gtest_filter='*Memlock*'"
 done
 
+one_byte_info
 report
