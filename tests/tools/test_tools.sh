@@ -80,11 +80,16 @@ status=0
 [ "$status" -eq 1 ] || cat "$tmp/health"
 check "vfioq-info --check exits 1 when the card misbehaves" test "$status" -eq 1
 check "and says why" contains "$tmp/health" "verdict  *FAILED: 3 of 20 commands did not complete SUCCESS"
-check "vfioq-info --check reports every command" contains "$tmp/health" "reported  *20 of 20: SUCCESS 17, INTERNAL 1, TIMEOUT 2"
+# The two commands the card never answers are submitted microseconds apart: when the first is found
+# overdue, the second may be just short of its timeout and is then reported ABORTED by the recovery
+# (the API guide's rule). Which one it is depends on the machine's speed, so both are right.
+check "vfioq-info --check reports every command" bash -c \
+    "grep -Eq 'reported  *20 of 20: SUCCESS 17, (INTERNAL 1, TIMEOUT 2|ABORTED 1, INTERNAL 1, TIMEOUT 1)\$' '$tmp/health'"
 check "vfioq-info --check counts device errors by kind" \
     contains "$tmp/health" "device errors  2: CID out of range 1, CID not outstanding 1"
 check "vfioq-info --check shows the bad entries raw" contains "$tmp/health" "0001ffff  CID 65535, SQ id 0"
-check "vfioq-info --check counts the recovery" contains "$tmp/health" "2 timeouts, 1 queue recoveries, 0 controller resets"
+check "vfioq-info --check counts the recovery" bash -c \
+    "grep -Eq '(1|2) timeouts, 1 queue recoveries, 0 controller resets' '$tmp/health'"
 stop_devsim
 
 # A card that falls off the bus: reported, and nothing hangs.
