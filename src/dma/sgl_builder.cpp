@@ -39,6 +39,16 @@ int32_t SglPagePool::page_of(uint64_t address) const {
 
 namespace {
 
+// What CAP asks of one segment whose transfer has reached `total` bytes with it.
+SglError check_segment(const DmaSegment& s, uint64_t total, const SglLimits& limits) {
+    const uint64_t mask = (uint64_t{1} << limits.sge_align_log2) - 1;
+    const uint64_t max_total = uint64_t{1} << limits.max_xfer_log2;
+    if (s.len == 0) return SglError::kZeroLength;
+    if ((s.iova & mask) || (s.len & mask)) return SglError::kMisaligned;
+    if (s.len > max_total || total > max_total) return SglError::kTooLong;
+    return SglError::kNone;
+}
+
 // Walks the merged descriptors of `segments`, calling emit(desc) for each; stops at the first error.
 template <typename Emit>
 SglResult merge(std::span<const DmaSegment> segments, const SglLimits& limits, const BusAddressMap* bus,
@@ -48,23 +58,15 @@ SglResult merge(std::span<const DmaSegment> segments, const SglLimits& limits, c
         r.error = SglError::kEmpty;
         return r;
     }
-    const uint64_t mask = (uint64_t{1} << limits.sge_align_log2) - 1;
-    const uint64_t max_total = uint64_t{1} << limits.max_xfer_log2;
     uint64_t cur_iova = 0, cur_len = 0;
     for (uint32_t i = 0; i < segments.size(); ++i) {
         const DmaSegment& s = segments[i];
         r.segment = i;
-        if (s.len == 0) {
-            r.error = SglError::kZeroLength;
-            return r;
-        }
-        if ((s.iova & mask) || (s.len & mask)) {
-            r.error = SglError::kMisaligned;
-            return r;
-        }
-        r.total += s.len;
-        if (s.len > max_total || r.total > max_total) {
-            r.error = SglError::kTooLong;
+        const SglError error = check_segment(s, r.total + s.len, limits);
+        // The total names where a transfer grew too long; a segment refused before that does not count.
+        if (error == SglError::kNone || error == SglError::kTooLong) r.total += s.len;
+        if (error != SglError::kNone) {
+            r.error = error;
             return r;
         }
         // Behind an IOMMU a segment is one run; without one, each physically contiguous piece is.
@@ -107,15 +109,8 @@ SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limit
         const DmaSegment& seg = segments[0];
         SglResult r;
         r.total = seg.len;
-        const uint64_t mask = (uint64_t{1} << limits.sge_align_log2) - 1;
-        if (seg.len == 0)
-            r.error = SglError::kZeroLength;
-        else if ((seg.iova & mask) || (seg.len & mask))
-            r.error = SglError::kMisaligned;
-        else if (seg.len > uint64_t{1} << limits.max_xfer_log2)
-            r.error = SglError::kTooLong;
-        else if (limits.max_sge == 0)
-            r.error = SglError::kTooManyDescriptors;
+        r.error = check_segment(seg, seg.len, limits);
+        if (r.error == SglError::kNone && limits.max_sge == 0) r.error = SglError::kTooManyDescriptors;
         if (r.error != SglError::kNone) return r;
         r.descriptors = 1;
         dptr1 = SglDescriptor::make(sgq::kSglData, seg.iova, static_cast<uint32_t>(seg.len));

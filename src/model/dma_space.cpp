@@ -260,17 +260,23 @@ const DmaSpace::WindowEntry* DmaSpace::find(uint64_t iova) const {
     return &*it;
 }
 
+const DmaSpace::WindowEntry* DmaSpace::lookup(Reader* reader, uint64_t iova,
+                                              std::shared_lock<std::shared_mutex>& lock) const {
+    // Inside a reader's section a cached window stays mapped without the lock (an unmap
+    // waits for the reader to leave); any other lookup holds the shared lock while it copies.
+    const bool inside = reader && reader->inside();
+    if (inside)
+        if (const WindowEntry* e = reader->cached(iova)) return e;
+    lock.lock();
+    const WindowEntry* e = find(iova);
+    if (e && inside) reader->remember(e);
+    return e;
+}
+
 Result<void> DmaSpace::publish(Reader* reader, uint64_t iova, uint32_t value, DmaFault* fault) const {
     if (iova % 4 == 0) {
-        const bool inside = reader && reader->inside();
         std::shared_lock lock(mutex_, std::defer_lock);
-        const WindowEntry* e = inside ? reader->cached(iova) : nullptr;
-        if (!e) {
-            lock.lock();
-            e = find(iova);
-            if (e && inside) reader->remember(e);
-        }
-        if (e) {
+        if (const WindowEntry* e = lookup(reader, iova, lock)) {
             const Window& w = e->second;
             if (w.local && w.size - (iova - e->first) >= 4 && w.writable) {
                 std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(w.local + (iova - e->first)))
@@ -316,16 +322,8 @@ Result<void> DmaSpace::access(Reader* reader, bool to_host, uint64_t iova, std::
     while (done < data.size()) {
         const uint64_t at = iova + done;
         if (at < iova) return refuse(at, "wraps the address space");
-        const bool inside = reader && reader->inside();
-        // Inside a reader's section a cached window stays mapped without the lock (an unmap
-        // waits for the reader to leave); any other lookup holds the shared lock while it copies.
         std::shared_lock lock(mutex_, std::defer_lock);
-        const WindowEntry* entry = inside ? reader->cached(at) : nullptr;
-        if (!entry) {
-            lock.lock();
-            entry = find(at);
-            if (entry && inside) reader->remember(entry);
-        }
+        const WindowEntry* entry = lookup(reader, at, lock);
         if (!entry) {
             // No window: a card's stray DMA goes to the IOMMU all the same, and the client is
             // this card's IOMMU. QEMU's client translates it through the guest's IOMMU, which

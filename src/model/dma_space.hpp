@@ -139,6 +139,9 @@ private:
     Result<void> publish(Reader* reader, uint64_t iova, uint32_t value, DmaFault* fault) const;
     // The window holding `iova`, or null; called with the lock held (either way).
     const WindowEntry* find(uint64_t iova) const;
+    // The window holding `iova` from the reader's cache, else through find() with `lock`
+    // (unlocked on entry) taken, remembered by a reader inside; null for none.
+    const WindowEntry* lookup(Reader* reader, uint64_t iova, std::shared_lock<std::shared_mutex>& lock) const;
 
     // A reader's slot: the removal generation it entered under, 0 while outside.
     struct alignas(64) ReaderSlot {
