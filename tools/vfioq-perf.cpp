@@ -41,6 +41,7 @@ struct Options {
     int progress = -1;  // -1: when stderr is a terminal
     std::string json_path, csv_path;
     std::string diskspd_flags;
+    bool shadow_doorbells = true;
 };
 
 void usage(FILE* out) {
@@ -64,6 +65,8 @@ void usage(FILE* out) {
                "  --registration MODE  pre (one DMA buffer, default) or per-io (application memory\n"
                "                       registered for every command through the registration cache)\n"
                "  --verify             every command's own card block is written, read back and checked\n"
+               "  --no-shadow-doorbells  NVMe: write every doorbell to its register, even where the\n"
+               "                       controller offers shadow doorbells (Doorbell Buffer Config)\n"
                "Run\n"
                "  --duration S         measured seconds (default 5)\n"
                "  --ios N              or: commands per queue pair to measure\n"
@@ -141,9 +144,36 @@ Options parse(int argc, char** argv) {
     Options o;
     std::optional<std::string_view> log_level;
     enum {
-        kReadPct = 1000, kWrite, kSeq, kBlock, kDepth, kBatch, kSegments, kQps, kIrq, kReg, kVerify, kDuration,
-        kIos, kWarmup, kInterval, kCpus, kNoPin, kNoRefs, kProgress, kNoProgress, kSeed, kModelMode, kModelCpu,
-        kJson, kCsv, kLog, kHelp, kStall, kDiskspd
+        kReadPct = 1000,
+        kWrite,
+        kSeq,
+        kBlock,
+        kDepth,
+        kBatch,
+        kSegments,
+        kQps,
+        kIrq,
+        kReg,
+        kVerify,
+        kDuration,
+        kIos,
+        kWarmup,
+        kInterval,
+        kCpus,
+        kNoPin,
+        kNoRefs,
+        kProgress,
+        kNoProgress,
+        kSeed,
+        kModelMode,
+        kModelCpu,
+        kJson,
+        kCsv,
+        kLog,
+        kHelp,
+        kStall,
+        kDiskspd,
+        kNoShadow
     };
     static const option longs[] = {{"read-percent", required_argument, nullptr, kReadPct},
                                    {"write", no_argument, nullptr, kWrite},
@@ -156,6 +186,7 @@ Options parse(int argc, char** argv) {
                                    {"interrupts", no_argument, nullptr, kIrq},
                                    {"registration", required_argument, nullptr, kReg},
                                    {"verify", no_argument, nullptr, kVerify},
+                                   {"no-shadow-doorbells", no_argument, nullptr, kNoShadow},
                                    {"duration", required_argument, nullptr, kDuration},
                                    {"ios", required_argument, nullptr, kIos},
                                    {"warmup", required_argument, nullptr, kWarmup},
@@ -199,6 +230,7 @@ Options parse(int argc, char** argv) {
                 break;
             }
             case kVerify: o.w.verify = true; break;
+            case kNoShadow: o.shadow_doorbells = false; break;
             case kDuration: o.duration_s = seconds("--duration", optarg); break;
             case kIos: o.w.ios = number("--ios", optarg, 1, ~0ull); break;
             case kWarmup: o.warmup_s = seconds("--warmup", optarg); break;
@@ -343,7 +375,9 @@ int main(int argc, char** argv) {
 
     Opened opened = open_device(o, cpus);
     Device& device = *opened.device;
-    auto ctrl = Controller::open(device);
+    ControllerOptions copts;
+    copts.nvme_shadow_doorbells = o.shadow_doorbells;
+    auto ctrl = Controller::open(device, copts);
     if (!ctrl) cli::fail(kTool, ctrl.error().message, 2);
     const ControllerInfo& info = (*ctrl)->info();
     if (o.queue_pairs > info.queue_pairs)

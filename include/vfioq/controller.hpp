@@ -29,6 +29,10 @@ struct ControllerOptions {
     // NVMe: move data by PRPs even when the controller supports SGLs. Segments
     // must then be whole 4 KiB pages (ControllerInfo::segment_alignment says so).
     bool nvme_use_prp = false;
+    // NVMe: shadow doorbells (Doorbell Buffer Config) for the I/O queues when the
+    // controller offers them, as a virtual controller does: the register, which
+    // traps to the hypervisor, is written only when the controller's event index asks.
+    bool nvme_shadow_doorbells = true;
 };
 
 struct QueuePairOptions {

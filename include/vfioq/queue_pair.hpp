@@ -76,6 +76,9 @@ struct IoRequest {
 struct QueuePairStats {
     uint64_t submitted = 0, completed = 0;
     uint64_t sq_doorbells = 0, cq_doorbells = 0;
+    // Of those, updates that went to an NVMe shadow doorbell only: the controller's
+    // event index did not ask for the register to be written.
+    uint64_t doorbell_writes_skipped = 0;
     uint64_t queue_full = 0;  // submissions refused for back-pressure
     uint64_t device_errors = 0;  // bad completion entries (CID, SQ id, SQ head), counted and logged
     // ... by kind.

@@ -39,12 +39,36 @@ public:
     virtual void write_doorbell(uint64_t offset, uint32_t value) = 0;
 };
 
+// A doorbell is a device register, mapped or written through a callback. It may
+// also have a shadow in host memory (NVMe's Doorbell Buffer Config) that the
+// device reads, with an event index the device writes: the register is then
+// written only when the new value passes the event index, so a device that is
+// still working through the ring is not interrupted to be told what it will read.
 struct Doorbell {
     volatile uint32_t* mapped = nullptr;
     DoorbellWriter* fallback = nullptr;
     uint64_t offset = 0;
+    volatile uint32_t* shadow = nullptr;
+    // Null with a shadow: the shadow mirrors the register, which is always written.
+    const volatile uint32_t* event_idx = nullptr;
+    uint32_t entries = 0;  // of the ring the doorbell indexes: the event check wraps there
+    uint32_t last = 0;     // the value rung before
 
-    void ring(uint32_t value) const {
+    // Rings `value`; false when only the shadow took it.
+    bool ring(uint32_t value) {
+        if (shadow) {
+            const uint32_t old = last;
+            last = value;
+            // Release: the entries before the shadow value. Then a full fence, so the
+            // event index is read after the shadow is visible; the device orders its
+            // side the same way (event index written, then the shadow read again).
+            std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(shadow)).store(value, std::memory_order_release);
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+            if (event_idx &&
+                !passes(std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(event_idx)).load(std::memory_order_relaxed),
+                        value, old))
+                return false;
+        }
         if (mapped) {
             // Release: the entries written before the doorbell are visible to the
             // device before the new index is.
@@ -53,6 +77,17 @@ struct Doorbell {
             std::atomic_thread_fence(std::memory_order_release);
             fallback->write_doorbell(offset, value);
         }
+        return true;
+    }
+
+    // Moving from `old` to `value` steps onto the slot after `event`: the device asked
+    // to be told once the index went past `event` (NVMe's and virtio's rule, taken
+    // modulo the ring size rather than 2^16 so that a wrap is judged right). An event
+    // index outside the ring is the device's error and gets the register written.
+    [[nodiscard]] bool passes(uint32_t event, uint32_t value, uint32_t old) const {
+        if (event >= entries) return true;
+        auto dist = [&](uint32_t from, uint32_t to) { return to >= from ? to - from : to + entries - from; };
+        return dist(old, value) > dist(old, event);
     }
 };
 
@@ -80,6 +115,7 @@ struct EngineCounters {
     uint64_t completed = 0;
     uint64_t sq_doorbells = 0;
     uint64_t cq_doorbells = 0;
+    uint64_t doorbell_writes_skipped = 0;  // rung into the shadow only
     // Device errors: completions that were counted and dropped (SQ head ones are used but their SQ head is not).
     uint64_t cid_out_of_range = 0;
     uint64_t cid_not_outstanding = 0;
@@ -118,7 +154,7 @@ public:
     }
     void ring_sq() {
         if (sq_tail_ == rung_tail_) return;
-        cfg_.sq_tail.ring(sq_tail_);
+        if (!cfg_.sq_tail.ring(sq_tail_)) ++counters_.doorbell_writes_skipped;
         rung_tail_ = sq_tail_;
         ++counters_.sq_doorbells;
     }
@@ -139,7 +175,21 @@ public:
         sq_tail_ = rung_tail_ = sq_head_ = cq_head_ = 0;
         phase_ = true;
         std::memset(cfg_.cq, 0, uint64_t{cfg_.cq_entries} * sizeof(CqEntry));
+        for (Doorbell* d : {&cfg_.sq_tail, &cfg_.cq_head}) {
+            d->last = 0;
+            if (d->shadow) *d->shadow = 0;
+        }
     }
+    // Moves the doorbells (a shadow added once the device took one), with nothing
+    // in flight between the last ring and the next.
+    void set_doorbells(const Doorbell& sq_tail, const Doorbell& cq_head) {
+        cfg_.sq_tail = sq_tail;
+        cfg_.sq_tail.last = sq_tail_;
+        cfg_.cq_head = cq_head;
+        cfg_.cq_head.last = cq_head_;
+    }
+    [[nodiscard]] const Doorbell& sq_doorbell() const { return cfg_.sq_tail; }
+    [[nodiscard]] const Doorbell& cq_doorbell() const { return cfg_.cq_head; }
 
     [[nodiscard]] const EngineCounters& counters() const { return counters_; }
     // The most recent bad completions, oldest first; `count` says how many are valid.
@@ -206,7 +256,7 @@ uint32_t QueueEngine::poll(uint32_t max, F&& on_complete) {
         on_complete(cid_tag, e);
     }
     if (reaped != 0) {
-        cfg_.cq_head.ring(cq_head_);
+        if (!cfg_.cq_head.ring(cq_head_)) ++counters_.doorbell_writes_skipped;
         ++counters_.cq_doorbells;
     }
     return delivered;

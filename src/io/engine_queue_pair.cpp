@@ -304,6 +304,7 @@ QueuePairStats EngineQueuePair::stats() const {
     s.completed = c.completed;
     s.sq_doorbells = c.sq_doorbells;
     s.cq_doorbells = c.cq_doorbells;
+    s.doorbell_writes_skipped = c.doorbell_writes_skipped;
     s.queue_full = queue_full_;
     s.device_errors = c.device_errors();
     s.cid_out_of_range = c.cid_out_of_range;

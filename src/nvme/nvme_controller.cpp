@@ -145,6 +145,7 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     if (auto r = admin(c, "Identify controller"); !r) return r.error();
     const std::byte* idc = identify_.data();
     const uint8_t mdts = field<uint8_t>(idc, 77);
+    const uint16_t oacs = field<uint16_t>(idc, kIdentifyOacs);
     const uint32_t sgls = field<uint32_t>(idc, 536);
     const std::string model = text_field(idc, 24, 40), serial = text_field(idc, 4, 20);
     c = Command{};
@@ -190,12 +191,72 @@ Result<void> NvmeController::bring_up(const ControllerOptions& options) {
     // PRPs need pages except at the ends of a transfer; whole pages say that simply.
     info_.segment_alignment = ns_.sgl ? ((sgls & 3) == 2 ? 4 : 1) : 4096;
     host_.set_layout(layout, info_.queue_pairs + 1);
+    if (options.nvme_shadow_doorbells && (oacs & kOacsDoorbellBufferConfig)) configure_shadow_doorbells();
     log::logger<log::kController>().info(
         "{}: NVMe {}.{} controller '{}' (serial {}) ready: namespace 1 of {} blocks of {} "
-        "bytes, {} I/O queues of up to {} entries, {} bytes per command, data by {}",
+        "bytes, {} I/O queues of up to {} entries, {} bytes per command, data by {}, {} doorbells",
         name(), *vs >> 16, (*vs >> 8) & 0xFF, model, serial, ns_.blocks, ns_.block_size, info_.queue_pairs,
-        info_.max_queue_entries, ns_.max_transfer, ns_.sgl ? "SGL" : "PRP");
+        info_.max_queue_entries, ns_.max_transfer, ns_.sgl ? "SGL" : "PRP", shadow_ ? "shadow" : "plain");
     return {};
+}
+
+void NvmeController::configure_shadow_doorbells() {
+    auto& dma = device_.dma();
+    // One word per doorbell, at the doorbell's own offset from 0x1000, whole pages.
+    const uint64_t size =
+        (cq_head_doorbell(info_.queue_pairs, cap_.dstrd) - kDoorbellBase + 4 + 4095) & ~uint64_t{4095};
+    auto shadow = dma.allocate(size), event_idx = dma.allocate(size);
+    auto refuse = [&](const Error& e) {
+        log::logger<log::kController>().warn("{}: plain doorbells: shadow doorbells not set up: {}", name(), e.message);
+    };
+    if (!shadow || !event_idx) return refuse(!shadow ? shadow.error() : event_idx.error());
+    std::memset(shadow->data(), 0, size);
+    std::memset(event_idx->data(), 0, size);
+    auto shadow_addr = dma.device_address(shadow->iova(), size),
+         event_addr = dma.device_address(event_idx->iova(), size);
+    if (!shadow_addr || !event_addr) return refuse(!shadow_addr ? shadow_addr.error() : event_addr.error());
+    Command c{};
+    c.dw[0] = kAdminDoorbellBufferConfig;
+    set_prp1(c, *shadow_addr);
+    c.dw[8] = static_cast<uint32_t>(*event_addr);
+    c.dw[9] = static_cast<uint32_t>(*event_addr >> 32);
+    if (auto r = admin(c, "Doorbell Buffer Config"); !r) return refuse(r.error());
+    shadow_ = std::move(*shadow);
+    event_idx_ = std::move(*event_idx);
+    // The admin queue keeps its registers, as other drivers do, with the shadow mirroring
+    // them: a controller that reads the admin queue's shadow too then reads the truth.
+    engine::Doorbell sq = admin_.sq_doorbell(), cq = admin_.cq_doorbell();
+    sq.shadow =
+        reinterpret_cast<volatile uint32_t*>(shadow_.data() + (sq_tail_doorbell(0, cap_.dstrd) - kDoorbellBase));
+    cq.shadow =
+        reinterpret_cast<volatile uint32_t*>(shadow_.data() + (cq_head_doorbell(0, cap_.dstrd) - kDoorbellBase));
+    *sq.shadow = admin_.sq_tail();
+    *cq.shadow = admin_.cq_head();
+    admin_.set_doorbells(sq, cq);
+}
+
+void NvmeController::shadow_queue_doorbells(io::QueuePairResources& res) {
+    if (!shadow_) return;
+    auto word = [](DmaBuffer& b, uint64_t doorbell) {
+        return reinterpret_cast<volatile uint32_t*>(b.data() + (doorbell - kDoorbellBase));
+    };
+    const uint64_t sq_off = sq_tail_doorbell(res.qid, cap_.dstrd), cq_off = cq_head_doorbell(res.qid, cap_.dstrd);
+    // A queue id used before leaves its old tail, head and event indexes behind: a stale
+    // event index would hold back the first doorbell of the new queue.
+    for (auto* w : {word(shadow_, sq_off), word(shadow_, cq_off), word(event_idx_, sq_off), word(event_idx_, cq_off)})
+        *w = 0;
+    res.sq_doorbell.shadow = word(shadow_, sq_off);
+    res.sq_doorbell.event_idx = word(event_idx_, sq_off);
+    res.sq_doorbell.entries = res.sq_entries;
+    res.sq_doorbell.last = 0;
+    // The CQ head's shadow mirrors its register, which is always written. QEMU's controller
+    // resumes posting into a CQ it found full only on that register write, and the CQ event
+    // index it leaves is the head it had before it read the shadow: a driver that trusts it
+    // can move the head of a full CQ past it unannounced, and the queue stops for good.
+    res.cq_doorbell.shadow = word(shadow_, cq_off);
+    res.cq_doorbell.event_idx = nullptr;
+    res.cq_doorbell.entries = res.cq_entries;
+    res.cq_doorbell.last = 0;
 }
 
 Result<uint32_t> NvmeController::admin(Command cmd, const std::string& what) {
@@ -252,6 +313,7 @@ Result<std::unique_ptr<QueuePair>> NvmeController::create_queue_pair(const Queue
     res.command_timeout = o.command_timeout;
     res.sgl_page_count = o.sgl_pages ? o.sgl_pages : std::max<uint32_t>(16, o.depth / 4);
     if (auto r = host_.allocate_rings(res); !r) return r.error();
+    shadow_queue_doorbells(res);
     auto& dma = device_.dma();
     auto cq_addr = dma.device_address(res.cq.iova(), res.cq.size());
     auto sq_addr = dma.device_address(res.sq.iova(), res.sq.size());

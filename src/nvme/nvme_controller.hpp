@@ -50,6 +50,11 @@ private:
     Result<uint32_t> wait_csts(const std::function<bool(uint32_t)>& pred, const char* awaited);
     // Runs one admin command to completion; returns DW0 of its completion.
     Result<uint32_t> admin(Command cmd, const std::string& what);
+    // Doorbell Buffer Config: the shadow doorbells and event indexes in host memory.
+    // A controller that refuses keeps its plain doorbells (logged, not an error).
+    void configure_shadow_doorbells();
+    // A new I/O queue's doorbells get their shadows, zeroed before the queue exists.
+    void shadow_queue_doorbells(io::QueuePairResources& res);
 
     Device& device_;
     ControllerInfo info_;
@@ -61,6 +66,7 @@ private:
     DmaBuffer asq_, acq_, identify_;
     uint64_t identify_address_ = 0;  // as the controller sees it
     engine::QueueEngine admin_;
+    DmaBuffer shadow_, event_idx_;  // empty unless the controller took them
 };
 
 }  // namespace vfioq::nvme

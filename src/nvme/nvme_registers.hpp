@@ -3,6 +3,7 @@
 // Express Base Specification 2.0, section 3.1; NVM Command Set 1.0).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace vfioq::nvme {
@@ -54,6 +55,10 @@ inline constexpr uint8_t kAdminDeleteCq = 0x04;
 inline constexpr uint8_t kAdminCreateCq = 0x05;
 inline constexpr uint8_t kAdminIdentify = 0x06;
 inline constexpr uint8_t kAdminSetFeatures = 0x09;
+inline constexpr uint8_t kAdminDoorbellBufferConfig = 0x7C;
+// Identify controller: OACS (bytes 257:256), bit 8 says Doorbell Buffer Config is supported.
+inline constexpr size_t kIdentifyOacs = 256;
+inline constexpr uint16_t kOacsDoorbellBufferConfig = 1u << 8;
 inline constexpr uint8_t kFeatureNumberOfQueues = 0x07;
 
 // NVM I/O opcodes.

@@ -227,6 +227,90 @@ TEST(QueueEngine, OneDoorbellPerBatchAndPollCap) {
     EXPECT_EQ(e.counters().cq_doorbells, 2u);
 }
 
+// NVMe's shadow doorbells: the register is written only when the move from the
+// last value to the new one passes the event index the device left.
+TEST(Doorbell, AShadowDoorbellWritesTheRegisterOnlyWhenTheEventIndexAsks) {
+    volatile uint32_t reg = 0, shadow = 0, event = 0;
+    Doorbell d;
+    d.mapped = &reg;
+    d.shadow = &shadow;
+    d.event_idx = &event;
+    d.entries = 8;
+    // The device caught up (its event index at the last value, 0): told.
+    EXPECT_TRUE(d.ring(3));
+    EXPECT_EQ(reg, 3u);
+    EXPECT_EQ(shadow, 3u);
+    // Still working from 0 (behind the last value 3): it reads the shadow again before
+    // it stops, so the register is left alone.
+    EXPECT_FALSE(d.ring(5));
+    EXPECT_EQ(reg, 3u);
+    EXPECT_EQ(shadow, 5u);
+    // It reached 5 and asked to be told: 5 -> 7 passes it.
+    event = 5;
+    EXPECT_TRUE(d.ring(7));
+    EXPECT_EQ(reg, 7u);
+    // Across the wrap, 7 -> 2 steps onto 0 and 1: an event index of 0 is passed ...
+    event = 0;
+    EXPECT_TRUE(d.ring(2));
+    EXPECT_EQ(reg, 2u);
+    // ... and 2 -> 3 does not reach 4.
+    event = 4;
+    EXPECT_FALSE(d.ring(3));
+    // 3 -> 1 goes nearly all the way round, past 4.
+    EXPECT_TRUE(d.ring(1));
+    EXPECT_EQ(reg, 1u);
+    // An event index outside the ring is the device's mistake: the register is written.
+    event = 8;
+    EXPECT_TRUE(d.ring(2));
+    EXPECT_EQ(reg, 2u);
+    EXPECT_EQ(shadow, 2u);
+}
+
+TEST(Doorbell, AShadowWithNoEventIndexMirrorsTheRegister) {
+    volatile uint32_t reg = 0, shadow = 0;
+    Doorbell d;
+    d.mapped = &reg;
+    d.shadow = &shadow;
+    d.entries = 8;
+    for (uint32_t v : {1u, 2u, 7u, 0u}) {
+        EXPECT_TRUE(d.ring(v));
+        EXPECT_EQ(reg, v);
+        EXPECT_EQ(shadow, v);
+    }
+}
+
+TEST(QueueEngine, DoorbellsOnlyAShadowTookAreCounted) {
+    FakeDevice dev(16, 16, 15);
+    volatile uint32_t sq_shadow = 0, cq_shadow = 0, sq_event = 0, cq_event = 0;
+    Doorbell sq, cq;
+    sq.mapped = &dev.sq_tail_db;
+    sq.shadow = &sq_shadow;
+    sq.event_idx = &sq_event;
+    sq.entries = 16;
+    cq.mapped = &dev.cq_head_db;
+    cq.shadow = &cq_shadow;
+    cq.event_idx = &cq_event;
+    cq.entries = 16;
+    QueueEngine& e = dev.engine;
+    e.set_doorbells(sq, cq);
+    submit(e);
+    e.ring_sq();  // 0 -> 1 passes event index 0
+    EXPECT_EQ(dev.sq_tail_db, 1u);
+    submit(e);
+    e.ring_sq();  // the device has not moved its event index: shadow only
+    EXPECT_EQ(dev.sq_tail_db, 1u);
+    EXPECT_EQ(sq_shadow, 2u);
+    EXPECT_EQ(e.counters().sq_doorbells, 2u);
+    EXPECT_EQ(e.counters().doorbell_writes_skipped, 1u);
+    // The device reads the shadow, as the event index lets it.
+    dev.sq_tail_db = sq_shadow;
+    for (uint16_t c : dev.fetch()) dev.post(c);
+    EXPECT_EQ(e.poll(16, [](uint16_t, const CqEntry&) {}), 2u);
+    EXPECT_EQ(dev.cq_head_db, 2u);  // 0 -> 2 passes event index 0
+    EXPECT_EQ(cq_shadow, 2u);
+    EXPECT_EQ(e.counters().doorbell_writes_skipped, 1u);
+}
+
 TEST(QueueEngine, BadCompletionsAreCountedAndTheQueueCarriesOn) {
     FakeDevice d(16, 16, 8);
     QueueEngine& e = d.engine;

@@ -65,6 +65,10 @@ Figures figures(const Report& r, int thread) {
         f.qp_memory += t.qp_after.memory_bytes;
         f.sq_doorbells_per_cmd += static_cast<double>(t.qp_after.sq_doorbells - t.qp_before.sq_doorbells);
         f.cq_doorbells_per_cmd += static_cast<double>(t.qp_after.cq_doorbells - t.qp_before.cq_doorbells);
+        f.doorbell_writes_per_cmd +=
+            static_cast<double>((t.qp_after.sq_doorbells - t.qp_before.sq_doorbells) +
+                                (t.qp_after.cq_doorbells - t.qp_before.cq_doorbells) -
+                                (t.qp_after.doorbell_writes_skipped - t.qp_before.doorbell_writes_skipped));
         f.interrupts_per_cmd += static_cast<double>(t.qp_after.interrupts - t.qp_before.interrupts);
         f.errors += t.errors;
         f.mismatches += t.mismatches;
@@ -110,6 +114,7 @@ Figures figures(const Report& r, int thread) {
         f.driver_ns_per_cmd = busy_ns / ios;
         f.sq_doorbells_per_cmd /= ios;
         f.cq_doorbells_per_cmd /= ios;
+        f.doorbell_writes_per_cmd /= ios;
         f.interrupts_per_cmd /= ios;
     }
     return f;
@@ -195,6 +200,8 @@ void print_text(FILE* out, const Report& r) {
                static_cast<double>(total.qp_memory) / kMiB);
     fmt::print(out, "  SQ doorbells per command {:.4f}, CQ doorbells per command {:.4f}, interrupts per command {:.4f}\n",
                total.sq_doorbells_per_cmd, total.cq_doorbells_per_cmd, total.interrupts_per_cmd);
+    fmt::print(out, "  register writes per command {:.4f} (the doorbells less those only a shadow doorbell took)\n",
+               total.doorbell_writes_per_cmd);
     if (total.syscalls >= 0)
         fmt::print(out, "  system calls per command {:.4f} ({} in the measured window, the driver threads')\n",
                    total.syscalls_per_cmd, total.syscalls);
@@ -288,6 +295,7 @@ nlohmann::json to_json(const Report& r) {
                     {"queue_pair_memory_bytes", f.qp_memory},
                     {"sq_doorbells_per_command", f.sq_doorbells_per_cmd},
                     {"cq_doorbells_per_command", f.cq_doorbells_per_cmd},
+                    {"doorbell_register_writes_per_command", f.doorbell_writes_per_cmd},
                     {"interrupts_per_command", f.interrupts_per_cmd},
                     {"failed_commands", f.errors},
                     {"verify_mismatches", f.mismatches},

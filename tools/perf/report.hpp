@@ -50,6 +50,7 @@ struct Figures {
     uint64_t empty_polls = 0;
     uint64_t qp_memory = 0;
     double sq_doorbells_per_cmd = 0, cq_doorbells_per_cmd = 0, interrupts_per_cmd = 0;
+    double doorbell_writes_per_cmd = 0;  // register writes: doorbells less those only a shadow took
     uint64_t errors = 0, mismatches = 0, device_errors = 0;
     int64_t syscalls = -1;  // -1: not counted
     double syscalls_per_cmd = 0;
