@@ -9,26 +9,43 @@ uint64_t HeldRanges::count_before(std::map<uintptr_t, uint64_t>::const_iterator 
     return it == steps_.begin() ? 0 : std::prev(it)->second;
 }
 
-void HeldRanges::split_at(uintptr_t x) {
+std::map<uintptr_t, uint64_t>::iterator HeldRanges::split_at(uintptr_t x) {
     auto it = steps_.lower_bound(x);
-    if (it != steps_.end() && it->first == x) return;
-    steps_.emplace_hint(it, x, count_before(it));
+    if (it != steps_.end() && it->first == x) return it;
+    return steps_.emplace_hint(it, x, count_before(it));
 }
 
-// A boundary whose count equals the one before it says nothing.
-void HeldRanges::join_at(uintptr_t x) {
-    auto it = steps_.find(x);
-    if (it != steps_.end() && it->second == count_before(it)) steps_.erase(it);
+// Boundaries whose count equals the one before say nothing; they go in one pass.
+void HeldRanges::tidy() {
+    uint64_t before = 0;
+    for (auto it = steps_.begin(); it != steps_.end();) {
+        if (it->second == before) {
+            it = steps_.erase(it);
+        } else {
+            before = it->second;
+            ++it;
+        }
+    }
+    tidy_at_ = std::max(kTidyFloor, 2 * steps_.size());
+}
+
+size_t HeldRanges::boundaries() const {
+    size_t n = 0;
+    uint64_t before = 0;
+    for (const auto& [at, count] : steps_) {
+        if (count != before) ++n;
+        before = count;
+    }
+    return n;
 }
 
 void HeldRanges::shift(uintptr_t a, uintptr_t b, int64_t delta) {
     if (a >= b) return;
-    split_at(a);
-    split_at(b);
-    for (auto it = steps_.find(a); it->first < b; ++it) it->second = static_cast<uint64_t>(
-                                                             static_cast<int64_t>(it->second) + delta);
-    join_at(b);
-    join_at(a);
+    // Map iterators stay valid as boundaries are added: `end` holds while a's is made.
+    const auto end = split_at(b);
+    for (auto it = split_at(a); it != end; ++it)
+        it->second = static_cast<uint64_t>(static_cast<int64_t>(it->second) + delta);
+    if (steps_.size() > tidy_at_) tidy();
 }
 
 uintptr_t HeldRanges::first_unheld(uintptr_t a, uintptr_t b) const {

@@ -15,7 +15,9 @@ class HeldRanges {
 public:
     // One more hold on [a, b); a < b.
     void add(uintptr_t a, uintptr_t b) { shift(a, b, +1); }
-    // One hold fewer on [a, b), which was added before.
+    // One hold fewer on [a, b), which was added before. Its boundaries stay for the
+    // next hold of the same range (a registration cache hit then allocates nothing);
+    // the ones that say nothing are tidied away once they are as many as the rest.
     void remove(uintptr_t a, uintptr_t b) { shift(a, b, -1); }
 
     // Whether every byte of [a, b) is held at least once.
@@ -25,16 +27,20 @@ public:
     // The most holds on any byte of [a, b): 0 when none of it is held.
     [[nodiscard]] uint64_t most_holds(uintptr_t a, uintptr_t b) const;
     // How many boundaries describe the holds (for tests: it shrinks back as holds go).
-    [[nodiscard]] size_t boundaries() const { return steps_.size(); }
+    [[nodiscard]] size_t boundaries() const;
+    // How many are kept, the ones that say nothing included (for tests: bounded).
+    [[nodiscard]] size_t boundaries_kept() const { return steps_.size(); }
 
 private:
     void shift(uintptr_t a, uintptr_t b, int64_t delta);
-    void split_at(uintptr_t x);
-    void join_at(uintptr_t x);
+    std::map<uintptr_t, uint64_t>::iterator split_at(uintptr_t x);
+    void tidy();
     [[nodiscard]] uint64_t count_before(std::map<uintptr_t, uint64_t>::const_iterator it) const;
 
     // A step function: steps_[k] holds count for [k, next key); 0 before the first key.
     std::map<uintptr_t, uint64_t> steps_;
+    size_t tidy_at_ = kTidyFloor;
+    static constexpr size_t kTidyFloor = 64;
 };
 
 }  // namespace vfioq::dma

@@ -16,6 +16,8 @@ RegistrationCache::~RegistrationCache() {
 }
 
 RegistrationCache::Entry* RegistrationCache::find_live(uintptr_t start, uintptr_t end) const {
+    // Registrations of one buffer come in runs: the last mapping found is tried first.
+    if (last_hit_ && last_hit_->start <= start && end <= last_hit_->end) return last_hit_;
     auto it = live_.upper_bound(start);
     if (it == live_.begin()) return nullptr;
     --it;
@@ -38,7 +40,29 @@ uintptr_t RegistrationCache::first_unheld(const void* p, size_t len) const {
     return held_.first_unheld(a, a + len < a ? ~uintptr_t{0} : a + len);
 }
 
+void RegistrationCache::lru_append(Entry* e) {
+    e->lru_prev = lru_tail_;
+    e->lru_next = nullptr;
+    (lru_tail_ ? lru_tail_->lru_next : lru_head_) = e;
+    lru_tail_ = e;
+    e->in_lru = true;
+}
+
+void RegistrationCache::lru_remove(Entry* e) {
+    if (!e->in_lru) return;
+    (e->lru_prev ? e->lru_prev->lru_next : lru_head_) = e->lru_next;
+    (e->lru_next ? e->lru_next->lru_prev : lru_tail_) = e->lru_prev;
+    e->lru_prev = e->lru_next = nullptr;
+    e->in_lru = false;
+}
+
+void RegistrationCache::forget(const Entry* e) {
+    if (last_hit_ == e) last_hit_ = nullptr;
+}
+
 void RegistrationCache::drop(Entry* e) {
+    lru_remove(e);
+    forget(e);
     mapper_.unmap(e->iova, e->size());
     stats_.mappings--;
     stats_.bytes -= e->size();
@@ -51,12 +75,12 @@ bool RegistrationCache::make_room(uint64_t extra_bytes, uint64_t freed_mappings,
         return stats_.mappings - freed_mappings + 1 <= budget_.max_mappings &&
                stats_.bytes - freed_bytes + extra_bytes <= budget_.max_bytes;
     };
-    auto it = lru_.begin();
+    Entry* next = lru_head_;
     while (!fits()) {
-        while (it != lru_.end() && std::find(keep.begin(), keep.end(), *it) != keep.end()) ++it;
-        if (it == lru_.end()) return false;
-        Entry* victim = *it;
-        it = lru_.erase(it);
+        while (next && std::find(keep.begin(), keep.end(), next) != keep.end()) next = next->lru_next;
+        if (!next) return false;
+        Entry* victim = next;
+        next = next->lru_next;
         drop(victim);
         stats_.evictions++;
     }
@@ -70,9 +94,10 @@ Result<RegistrationCache::Entry*> RegistrationCache::acquire(const void* p, size
     const uintptr_t a = addr / page_ * page_;
     const uintptr_t b = (addr + len + page_ - 1) / page_ * page_;
     if (Entry* hit = find_live(a, b)) {
-        if (hit->refs++ == 0) lru_.erase(hit->lru);
+        if (hit->refs++ == 0) lru_remove(hit);
         hit->unmap_when_released = false;  // registered again: worth caching again
         stats_.hits++;
+        last_hit_ = hit;
         held_.add(addr, addr + len);
         return hit;
     }
@@ -104,10 +129,7 @@ Result<RegistrationCache::Entry*> RegistrationCache::acquire(const void* p, size
         start = std::min(start, e->start);
         end = std::max(end, e->end);
     }
-    for (Entry* e : stale) {
-        lru_.erase(e->lru);
-        drop(e);
-    }
+    for (Entry* e : stale) drop(e);
     uint64_t freed_mappings = 0, freed_bytes = 0;
     for (Entry* e : merged)
         if (e->refs == 0) {
@@ -123,9 +145,9 @@ Result<RegistrationCache::Entry*> RegistrationCache::acquire(const void* p, size
     if (!iova) return iova.error().with_context(fmt::format("registering {} bytes at {}", len, p));
     for (Entry* e : merged) {
         if (e->refs == 0) {
-            lru_.erase(e->lru);
             drop(e);
         } else {
+            forget(e);
             e->live = false;
             superseded_.push_back(std::move(live_.at(e->start)));
             live_.erase(e->start);
@@ -143,6 +165,7 @@ Result<RegistrationCache::Entry*> RegistrationCache::acquire(const void* p, size
     stats_.mappings++;
     stats_.bytes += end - start;
     held_.add(addr, addr + len);
+    last_hit_ = raw;
     return raw;
 }
 
@@ -152,7 +175,7 @@ void RegistrationCache::release(Entry* e, const void* p, size_t len) {
     held_.remove(a, a + len);
     if (--e->refs > 0) return;
     if (e->live && !e->unmap_when_released) {
-        e->lru = lru_.insert(lru_.end(), e);
+        lru_append(e);
         return;
     }
     if (e->live) {
@@ -177,17 +200,12 @@ Result<void> RegistrationCache::unregister(const void* p, size_t len) {
         e->unmap_when_released = true;
         return {};
     }
-    lru_.erase(e->lru);
     drop(e);
     return {};
 }
 
 void RegistrationCache::flush() {
-    while (!lru_.empty()) {
-        Entry* e = lru_.front();
-        lru_.pop_front();
-        drop(e);
-    }
+    while (lru_head_) drop(lru_head_);
 }
 
 }  // namespace vfioq::dma

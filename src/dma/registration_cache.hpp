@@ -18,7 +18,6 @@
 #pragma once
 
 #include <cstdint>
-#include <list>
 #include <map>
 #include <memory>
 #include <vector>
@@ -54,7 +53,11 @@ public:
         bool writable = true;              // the device may write it (the process can)
         bool live = true;                  // in the index; false once merged into a larger mapping
         bool unmap_when_released = false;  // unregistered while a neighbour's hold kept the mapping
-        std::list<Entry*>::iterator lru;
+        // In the cached list (refs == 0), linked through the entries themselves so that
+        // a hit or a release allocates nothing.
+        bool in_lru = false;
+        Entry* lru_prev = nullptr;
+        Entry* lru_next = nullptr;
 
         [[nodiscard]] uint64_t size() const { return end - start; }
         [[nodiscard]] uint64_t iova_of(const void* p) const { return iova + (reinterpret_cast<uintptr_t>(p) - start); }
@@ -93,13 +96,18 @@ private:
     bool make_room(uint64_t extra_bytes, uint64_t freed_mappings, uint64_t freed_bytes,
                    const std::vector<Entry*>& keep);
     void drop(Entry* e);  // unmaps and deletes an entry nobody holds
+    void lru_append(Entry* e);
+    void lru_remove(Entry* e);
+    void forget(const Entry* e);  // e leaves the index
 
     Mapper& mapper_;
     Budget budget_;
     uint64_t page_;
     std::map<uintptr_t, std::unique_ptr<Entry>> live_;  // by start; disjoint
     std::vector<std::unique_ptr<Entry>> superseded_;     // merged away, still held
-    std::list<Entry*> lru_;                             // live entries with refs == 0, oldest first
+    Entry* lru_head_ = nullptr;                          // live entries with refs == 0, oldest first
+    Entry* lru_tail_ = nullptr;
+    Entry* last_hit_ = nullptr;                         // live; looked at before the index
     HeldRanges held_;                                   // the bytes registrations name
     Stats stats_;
 };

@@ -52,5 +52,33 @@ TEST(HeldRanges, TheSameRangeHeldTwiceStaysHeldUntilBothGo) {
     EXPECT_EQ(h.boundaries(), 0u);
 }
 
+TEST(HeldRanges, HoldingTheSameBytesAgainReusesTheirBoundariesAndWhatIsKeptStaysBounded) {
+    HeldRanges h;
+    h.add(0, 1 << 20);
+    h.add(8192, 12288);
+    h.remove(8192, 12288);
+    EXPECT_EQ(h.boundaries(), 2u);
+    const size_t kept = h.boundaries_kept();
+    EXPECT_EQ(kept, 4u) << "the sub-range's boundaries wait for its next hold";
+    for (int i = 0; i < 1000; ++i) {
+        h.add(8192, 12288);
+        EXPECT_TRUE(h.covers(0, 1 << 20));
+        h.remove(8192, 12288);
+    }
+    EXPECT_EQ(h.boundaries_kept(), kept);
+    // Many ranges held and let go: what says nothing is tidied away as it piles up.
+    for (uintptr_t i = 0; i < 10000; ++i) {
+        h.add((2 << 20) + i * 64, (2 << 20) + i * 64 + 32);
+        h.remove((2 << 20) + i * 64, (2 << 20) + i * 64 + 32);
+    }
+    EXPECT_EQ(h.boundaries(), 2u);
+    EXPECT_LE(h.boundaries_kept(), 130u);
+    EXPECT_TRUE(h.covers(0, 1 << 20));
+    EXPECT_FALSE(h.covers((2 << 20), (2 << 20) + 1));
+    h.remove(0, 1 << 20);
+    EXPECT_EQ(h.boundaries(), 0u);
+    EXPECT_EQ(h.first_unheld(0, 100), 0u);
+}
+
 }  // namespace
 }  // namespace vfioq::dma

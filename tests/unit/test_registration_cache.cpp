@@ -269,5 +269,44 @@ TEST(RegistrationCache, MemoryThatIsNotMappedIsRefusedBeforeAnythingIsMapped) {
     EXPECT_EQ(c.find_held(at(0x30000), 1), nullptr);
 }
 
+// The last mapping found is tried before the index; once it is unmapped, evicted or
+// merged away, a registration must find what is live now, never that entry.
+TEST(RegistrationCache, TheLastHitIsForgottenWhenItsMappingGoes) {
+    FakeMapper m;
+    RegistrationCache c(m, {2, ~0ull});
+    auto a = c.acquire(at(0x10000), kPage);
+    ASSERT_TRUE(a);
+    c.release(*a, at(0x10000), kPage);
+    ASSERT_TRUE(c.unregister(at(0x10000), kPage));
+    auto again = c.acquire(at(0x10000), kPage);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(m.maps, 2) << "unregistered: mapped anew";
+    EXPECT_EQ(c.stats().hits, 0u);
+    // Merged away while held: the next registration inside it finds the merged mapping.
+    auto b = c.acquire(at(0x11000), kPage);
+    ASSERT_TRUE(b);
+    EXPECT_EQ((*b)->start, 0x10000u);
+    EXPECT_EQ((*b)->end, 0x12000u);
+    auto inside = c.acquire(at(0x10000), 16);
+    ASSERT_TRUE(inside);
+    EXPECT_EQ(*inside, *b);
+    EXPECT_TRUE((*b)->live);
+    c.release(*inside, at(0x10000), 16);
+    c.release(*again, at(0x10000), kPage);
+    c.release(*b, at(0x11000), kPage);
+    // Evicted by the budget of two mappings: a later hit cannot be the evicted entry.
+    for (uintptr_t base : {0x40000u, 0x50000u, 0x60000u}) {
+        auto e = c.acquire(at(base), kPage);
+        ASSERT_TRUE(e);
+        c.release(*e, at(base), kPage);
+    }
+    EXPECT_GE(c.stats().evictions, 2u);
+    auto first = c.acquire(at(0x10000), kPage);
+    ASSERT_TRUE(first);
+    EXPECT_TRUE((*first)->live);
+    EXPECT_EQ(m.live.count((*first)->iova), 1u) << "the entry found is mapped";
+    c.release(*first, at(0x10000), kPage);
+}
+
 }  // namespace
 }  // namespace vfioq::dma
