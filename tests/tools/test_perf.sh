@@ -207,7 +207,8 @@ check "the fixtures have diskspd 2.2's CRLF line ends and three-part version" ba
 # docs/performance.md's generator, briefly: every goal gets a figure and a verdict.
 "$scripts/performance-doc" --quick --build "$build" --out "$tmp/performance.md" >"$tmp/doc-log" 2>&1 || cat "$tmp/doc-log"
 check "performance-doc writes every goal with a verdict" bash -c \
-    "[ \$(grep -cE '^\\| .* \\| (met|missed by [0-9]+%|not measured) \\|\$' '$tmp/performance.md') -eq 8 ]"
+    "[ \$(grep -cE '^\\| .* \\| (met|missed by [0-9]+%|not measured) \\|\$' '$tmp/performance.md') -eq 8 ] \
+     && [ \$(grep -cE '^\\| .* \\| figure \\|\$' '$tmp/performance.md') -eq 1 ]"
 check "performance-doc names the machine and the commands" bash -c \
     "grep -q '^Machine: ' '$tmp/performance.md' && grep -q '^vfioq-perf --depth 256' '$tmp/performance.md'"
 
