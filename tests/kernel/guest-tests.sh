@@ -28,8 +28,9 @@ passed=0 failed=0
 check() {  # check NAME COMMAND...
     name=$1
     shift
-    if "$@" >/tmp/out 2>&1; then passed=$((passed + 1)); echo "ok: $name"; else
-        failed=$((failed + 1)); echo "FAIL: $name"; sed 's/^/    /' /tmp/out; fi
+    start=$(date +%s)
+    if "$@" >/tmp/out 2>&1; then passed=$((passed + 1)); echo "ok: $name ($(($(date +%s) - start)) s)"; else
+        failed=$((failed + 1)); echo "FAIL: $name ($(($(date +%s) - start)) s)"; sed 's/^/    /' /tmp/out; fi
 }
 report() {
     if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then
@@ -126,7 +127,7 @@ for b in $backends; do
     [ -n "$align" ] && shape="--segment-align $align"
     echo "guest: self-test shapes: ${shape:-the device's own}"
     check "vfioq-selftest on NVMe by SGL, depths 1 to 2047 (MQES), two queue pairs" \
-        vfioq-selftest "$bdf" --depths 1,64,2047 --queue-pairs 2 --commands 2100 --quiet $shape
+        vfioq-selftest "$bdf" --depths 1,64,2047 --queue-pairs 2 --quiet $shape
     check "vfioq-selftest on NVMe with MSI-X interrupts" vfioq-selftest "$bdf" --depths 1,512 --interrupts --quiet $shape
     check "vfioq-selftest on NVMe by PRP lists" vfioq-selftest "$bdf" --nvme-prp --depths 1,256 --quiet
 
