@@ -17,6 +17,7 @@ std::map<uintptr_t, uint64_t>::iterator HeldRanges::split_at(uintptr_t x) {
 
 // Boundaries whose count equals the one before say nothing; they go in one pass.
 void HeldRanges::tidy() {
+    last_.valid = false;  // its boundaries may go
     uint64_t before = 0;
     for (auto it = steps_.begin(); it != steps_.end();) {
         if (it->second == before) {
@@ -41,10 +42,21 @@ size_t HeldRanges::boundaries() const {
 
 void HeldRanges::shift(uintptr_t a, uintptr_t b, int64_t delta) {
     if (a >= b) return;
-    // Map iterators stay valid as boundaries are added: `end` holds while a's is made.
-    const auto end = split_at(b);
-    for (auto it = split_at(a); it != end; ++it)
-        it->second = static_cast<uint64_t>(static_cast<int64_t>(it->second) + delta);
+    if (!last_.valid || last_.a != a || last_.b != b) {
+        // Map iterators stay valid as boundaries are added: `end` holds while a's is made.
+        last_.end = split_at(b);
+        last_.first = split_at(a);
+        last_.a = a;
+        last_.b = b;
+        last_.valid = true;
+        last_.one_step = std::next(last_.first) == last_.end;
+    }
+    if (last_.one_step) {
+        last_.first->second = static_cast<uint64_t>(static_cast<int64_t>(last_.first->second) + delta);
+    } else {
+        for (auto it = last_.first; it != last_.end; ++it)
+            it->second = static_cast<uint64_t>(static_cast<int64_t>(it->second) + delta);
+    }
     if (steps_.size() > tidy_at_) tidy();
 }
 

@@ -68,6 +68,7 @@ public:
         uint64_t mappings = 0, bytes = 0;  // mapped now, cached ones included
     };
 
+    // page_size: a power of two.
     RegistrationCache(Mapper& mapper, Budget budget, uint64_t page_size = 4096);
     ~RegistrationCache();
     RegistrationCache(const RegistrationCache&) = delete;
@@ -102,7 +103,7 @@ private:
 
     Mapper& mapper_;
     Budget budget_;
-    uint64_t page_;
+    uintptr_t page_mask_;                               // page size - 1
     std::map<uintptr_t, std::unique_ptr<Entry>> live_;  // by start; disjoint
     std::vector<std::unique_ptr<Entry>> superseded_;     // merged away, still held
     Entry* lru_head_ = nullptr;                          // live entries with refs == 0, oldest first

@@ -80,5 +80,37 @@ TEST(HeldRanges, HoldingTheSameBytesAgainReusesTheirBoundariesAndWhatIsKeptStays
     EXPECT_EQ(h.first_unheld(0, 100), 0u);
 }
 
+// The range shifted last is shifted again from the boundaries it found: holds made inside it
+// since, and a tidy that erased boundaries, must not throw its counts off.
+TEST(HeldRanges, TheRangeShiftedLastCountsWhatWasSplitInsideItAndSurvivesATidy) {
+    HeldRanges h;
+    h.add(0x1000, 0x5000);
+    h.add(0x2000, 0x3000);  // boundaries inside the range shifted before
+    h.remove(0x2000, 0x3000);
+    h.add(0x1000, 0x5000);
+    h.add(0x2000, 0x3000);
+    EXPECT_EQ(h.most_holds(0x1000, 0x2000), 2u);
+    EXPECT_EQ(h.most_holds(0x2000, 0x3000), 3u);
+    EXPECT_EQ(h.most_holds(0x3000, 0x5000), 2u);
+    h.remove(0x2000, 0x3000);
+    h.remove(0x1000, 0x5000);
+    EXPECT_EQ(h.most_holds(0x1000, 0x5000), 1u);
+    EXPECT_TRUE(h.covers(0x1000, 0x5000));
+    // Enough short holds to tidy, then the same range as before: its boundaries were erased.
+    for (uintptr_t i = 0; i < 200; ++i) {
+        h.add(0x100000 + i * 64, 0x100000 + i * 64 + 32);
+        h.remove(0x100000 + i * 64, 0x100000 + i * 64 + 32);
+    }
+    h.add(0x100000, 0x100020);
+    h.remove(0x100000, 0x100020);
+    h.add(0x100000, 0x100020);
+    EXPECT_TRUE(h.covers(0x100000, 0x100020));
+    EXPECT_FALSE(h.covers(0x100020, 0x100021));
+    h.remove(0x100000, 0x100020);
+    h.remove(0x1000, 0x5000);
+    EXPECT_EQ(h.boundaries(), 0u);
+    EXPECT_EQ(h.first_unheld(0x1000, 0x5000), 0x1000u);
+}
+
 }  // namespace
 }  // namespace vfioq::dma
