@@ -177,7 +177,9 @@ public:
         std::memset(cfg_.cq, 0, uint64_t{cfg_.cq_entries} * sizeof(CqEntry));
         for (Doorbell* d : {&cfg_.sq_tail, &cfg_.cq_head}) {
             d->last = 0;
-            if (d->shadow) *d->shadow = 0;
+            // As ring() stores it: the device reads the shadow apart from the register.
+            if (d->shadow)
+                std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(d->shadow)).store(0, std::memory_order_release);
         }
     }
     // Moves the doorbells (a shadow added once the device took one), with nothing
