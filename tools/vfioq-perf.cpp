@@ -316,6 +316,7 @@ struct Opened {
     std::unique_ptr<Device> device;
     std::string model_mode;
     int model_cpu = -1;
+    std::shared_ptr<model::QueueThreadTime> model_time;  // the built-in model's doorbell thread
 };
 
 Opened open_device(const Options& o, const std::vector<int>& cpus) {
@@ -336,11 +337,13 @@ Opened open_device(const Options& o, const std::vector<int>& cpus) {
     }
     // The model's doorbell thread spins while there is work; it sleeps when idle.
     config.idle_spin = std::chrono::microseconds(2000);
+    config.thread_time = std::make_shared<model::QueueThreadTime>();
     auto d = model::open_device(config);
     if (!d) cli::fail(kTool, d.error().message, 2);
     out.device = std::move(*d);
     out.model_mode = o.model_mode;
     out.model_cpu = config.cpu;
+    out.model_time = config.thread_time;
     return out;
 }
 
@@ -430,6 +433,10 @@ int main(int argc, char** argv) {
            Clock::now() - asked < std::chrono::duration<double>(o.stall_s))
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const auto start = Clock::now();
+    auto steady_ns = [](Clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    };
+    const uint64_t model_idle0 = opened.model_time ? opened.model_time->idle_until(steady_ns(start)) : 0;
     const auto end = o.duration_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s))
                                       : Clock::time_point::max();
     uint64_t last_ios = 0, seen_ios = 0;
@@ -462,7 +469,14 @@ int main(int argc, char** argv) {
             last = now;
         }
     }
+    const auto stop = Clock::now();
     phase.store(Phase::kStop);
+    double model_busy_s = -1;
+    const double model_window_s = std::chrono::duration<double>(stop - start).count();
+    if (opened.model_time && opened.model_time->started_ns.load() >= 0) {
+        const double idle_s = static_cast<double>(opened.model_time->idle_until(steady_ns(stop)) - model_idle0) / 1e9;
+        model_busy_s = std::max(0.0, model_window_s - idle_s);
+    }
     for (auto& t : threads) t.join();
     if (progress) fmt::print(stderr, "\n");
     if (stalled)
@@ -474,6 +488,8 @@ int main(int argc, char** argv) {
     report.run.profile = info.kind;
     report.run.model_mode = opened.model_mode;
     report.run.model_cpu = opened.model_cpu;
+    report.run.model_busy_s = model_busy_s;
+    report.run.model_window_s = model_window_s;
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);
     report.run.host = host;

@@ -10,8 +10,10 @@
 // nothing changes and nothing is drawn.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,6 +64,24 @@ struct VFIOQ_MODEL_API FaultConfig {
     [[nodiscard]] Result<void> validate() const;
 };
 
+// What the model's doorbell thread says of its own time, for a benchmark to lay beside
+// the driver's: it is idle in passes over the queues that find nothing to do (spinning
+// or asleep), busy in the others. Written at each change between the two, so that the
+// thread pays two clock readings per idle spell and none per command.
+struct VFIOQ_MODEL_API QueueThreadTime {
+    std::atomic<uint64_t> idle_ns{0};        // idle spells that have ended
+    std::atomic<int64_t> idle_since_ns{-1};  // steady clock, when the spell going on began; -1: busy
+    std::atomic<int64_t> started_ns{-1};     // steady clock, when the thread started; -1: not yet
+
+    // Idle time up to `now_ns` (steady clock), the spell going on included. A spell that
+    // ends while this reads may be missed once: an error of one spell, never a crash.
+    [[nodiscard]] uint64_t idle_until(int64_t now_ns) const {
+        const int64_t since = idle_since_ns.load(std::memory_order_acquire);
+        return idle_ns.load(std::memory_order_acquire) +
+               (since >= 0 && now_ns > since ? static_cast<uint64_t>(now_ns - since) : 0);
+    }
+};
+
 struct VFIOQ_MODEL_API ModelConfig {
     uint16_t vendor_id = 0x1234;
     uint16_t device_id = 0x5147;
@@ -110,6 +130,8 @@ struct VFIOQ_MODEL_API ModelConfig {
     // The CPU the doorbell thread runs on (-1: wherever the scheduler puts it),
     // so that a benchmark can keep the model off the driver's core.
     int cpu = -1;
+    // Where the doorbell thread reports its busy and idle time (null: nowhere).
+    std::shared_ptr<QueueThreadTime> thread_time;
 
     // A deliberately broken card, to prove the checks that should catch it:
     // every Nth READ flips one bit of the data it delivers (0: never).

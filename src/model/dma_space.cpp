@@ -273,6 +273,17 @@ const DmaSpace::WindowEntry* DmaSpace::lookup(Reader* reader, uint64_t iova,
     return e;
 }
 
+std::byte* DmaSpace::local(Reader& reader, uint64_t iova, uint64_t size, bool to_host) const {
+    if (!reader.inside() || size == 0) return nullptr;
+    std::shared_lock lock(mutex_, std::defer_lock);
+    const WindowEntry* e = lookup(&reader, iova, lock);
+    if (!e) return nullptr;
+    const Window& w = e->second;
+    const uint64_t off = iova - e->first;
+    if (!w.local || w.size - off < size || !(to_host ? w.writable : w.readable)) return nullptr;
+    return w.local + off;
+}
+
 Result<void> DmaSpace::publish(Reader* reader, uint64_t iova, uint32_t value, DmaFault* fault) const {
     if (iova % 4 == 0) {
         std::shared_lock lock(mutex_, std::defer_lock);

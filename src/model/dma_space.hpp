@@ -107,6 +107,13 @@ public:
     Result<void> write(Reader& reader, uint64_t iova, std::span<const std::byte> in, DmaFault* fault = nullptr) const;
     Result<void> publish32(Reader& reader, uint64_t iova, uint32_t value, DmaFault* fault = nullptr) const;
 
+    // Where [iova, iova + size) lies in this process, when one mapped window holds all of
+    // it with the access allowed (`to_host`: the device writes); null otherwise (no such
+    // window, a client-served one, several windows): the caller then takes read() or
+    // write(), which report why. Only inside the reader's section, and valid until it
+    // leaves: the queue processor finds a ring once per pass, not once per entry.
+    [[nodiscard]] std::byte* local(Reader& reader, uint64_t iova, uint64_t size, bool to_host) const;
+
 private:
     // A file that windows share, mapped whole once: a guest behind an IOMMU maps its
     // RAM page by page, tens of thousands of 4 KiB windows into one file, and a mapping

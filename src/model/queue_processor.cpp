@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "sgq_device.hpp"
+#include "vfio_user/device_access.hpp"
 #include "vfioq/log.hpp"
 #include "vfioq/sgq_registers.hpp"
 
@@ -76,38 +77,66 @@ uint32_t QueueProcessor::cq_free(const Queue& q) {
     return q.cq_entries - 1 - ahead(q.cq_head, q.cq_tail, q.cq_entries);
 }
 
+namespace {
+int64_t steady_ns(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
 void QueueProcessor::run() {
     auto last_work = Clock::now();
+    auto idle_seen = last_work;  // when the last pass that found nothing looked at the clock
+    bool working = false;
+    QueueThreadTime* time = config_.thread_time.get();
+    if (time) {
+        time->idle_since_ns.store(steady_ns(last_work), std::memory_order_release);
+        time->started_ns.store(steady_ns(last_work), std::memory_order_release);
+    }
     while (!stop_.load(std::memory_order_relaxed)) {
         refresh_queues();
         if (device_.frozen()) {
             // Fatal status or removed: nothing is fetched or posted until a reset (if ever).
-            idle(last_work);
+            idle_seen = idle(last_work);
             continue;
         }
         collect_finished();
-        const auto now = Clock::now();
+        PassClock clock;
         bool work = false;
         {
             const DmaSpace::Section section(reader_);
-            for (uint16_t qid = 0; qid < queues_.size(); ++qid) work |= service(qid, now);
+            for (uint16_t qid = 0; qid < queues_.size(); ++qid) work |= service(qid, clock);
         }
         if (device_.shutdown_pending() &&
             std::all_of(queues_.begin(), queues_.end(), [](const Queue& q) { return q.unposted == 0; }))
             device_.finish_shutdown();
         if (work) {
-            last_work = now;
+            if (!working && time) {
+                // An idle spell ended where the last pass that found nothing read the clock.
+                const int64_t since = time->idle_since_ns.load(std::memory_order_relaxed);
+                time->idle_ns.store(time->idle_ns.load(std::memory_order_relaxed) +
+                                        static_cast<uint64_t>(std::max<int64_t>(0, steady_ns(idle_seen) - since)),
+                                    std::memory_order_release);
+                time->idle_since_ns.store(-1, std::memory_order_release);
+            }
+            working = true;
             continue;
         }
-        idle(last_work);
+        // The first pass that finds nothing stands for the last one that did, a pass apart.
+        if (working) {
+            last_work = Clock::now();
+            if (time) time->idle_since_ns.store(steady_ns(last_work), std::memory_order_release);
+        }
+        working = false;
+        idle_seen = idle(last_work);
     }
 }
 
-void QueueProcessor::idle(Clock::time_point last_work) {
-    const auto idle_for = Clock::now() - last_work;
+QueueProcessor::Clock::time_point QueueProcessor::idle(Clock::time_point last_work) {
+    const auto now = Clock::now();
+    const auto idle_for = now - last_work;
     if (idle_for < config_.idle_spin) {
         cpu_relax();
-        return;
+        return now;
     }
     // Sleep longer the longer the card has been idle: a doorbell written into the
     // shared page cannot wake us, so this is the latency of the first command after a pause.
@@ -116,6 +145,7 @@ void QueueProcessor::idle(Clock::time_point last_work) {
     std::unique_lock lock(wake_mutex_);
     wake_cv_.wait_for(lock, sleep, [this] { return kicked_ || stop_.load(); });
     kicked_ = false;
+    return Clock::now();  // the sleep was idle too
 }
 
 void QueueProcessor::refresh_queues() {
@@ -196,7 +226,7 @@ void QueueProcessor::halt(uint16_t qid, Queue& q, uint32_t err_bit, uint16_t cid
     device_.halt_queue(qid, q.generation, err_bit, cid, why);
 }
 
-bool QueueProcessor::service(uint16_t qid, Clock::time_point now) {
+bool QueueProcessor::service(uint16_t qid, PassClock& clock) {
     Queue& q = queues_[qid];
     if (!q.active) return false;
     const bool disabling = !(q.ctrl & sgq::kQCtrlEnable);
@@ -236,13 +266,13 @@ bool QueueProcessor::service(uint16_t qid, Clock::time_point now) {
             q.sq_tail = tail;
         }
         // A shutdown finishes what was fetched and fetches nothing more.
-        if (!device_.shutdown_pending()) work |= fetch(qid, q, now);
+        if (!device_.shutdown_pending()) work |= fetch(qid, q, clock);
         if (q.halted) return true;
     }
-    work |= post(qid, q, now, disabling);
+    work |= post(qid, q, clock, disabling);
     if (q.halted) return true;
     const bool idle = q.sq_head == q.sq_tail && q.unposted == 0;
-    interrupt(q, now, idle || cq_free(q) == 0, disabling);
+    interrupt(q, clock, idle || cq_free(q) == 0, disabling);
     if (disabling && q.executing == 0 && q.unposted == 0) {
         device_.finish_disable(qid, q.generation);
         q = Queue{};
@@ -251,16 +281,28 @@ bool QueueProcessor::service(uint16_t qid, Clock::time_point now) {
     return work;
 }
 
-bool QueueProcessor::fetch(uint16_t qid, Queue& q, Clock::time_point now) {
+bool QueueProcessor::fetch(uint16_t qid, Queue& q, PassClock& clock) {
     const uint64_t epoch = seen_epoch_;
     const uint64_t before = fetched_total_;
+    if (q.sq_head == q.sq_tail) return false;
+    // The ring found once for the pass; without it (a ring the client serves, a fault in it)
+    // each entry is read through the DMA space, which reports what is wrong.
+    const std::byte* ring = device_.local_ring(reader_, q.sq_base, uint64_t{q.sq_entries} * sgq::kSqEntrySize, false);
+    auto read_entry = [&](uint64_t at, sgq::SubmissionEntry& sqe) {
+        if (ring) {
+            [[maybe_unused]] const DeviceAccessScope device_access;  // as DmaSpace's own copies
+            std::memcpy(&sqe, ring + (at - q.sq_base), sizeof(sqe));
+            return true;
+        }
+        return static_cast<bool>(device_.dma_read(reader_, qid, 0, at, std::as_writable_bytes(std::span(&sqe, 1))));
+    };
+    const auto due = config_.latency.count() == 0 ? kDueAtOnce : clock.now() + config_.latency;
     // Never fetch more than the CQ can take: the device must not drop a completion.
     while (q.sq_head != q.sq_tail && q.unposted < cq_free(q) && !q.ready.full()) {
         const uint64_t at = q.sq_base + uint64_t{q.sq_head} * sgq::kSqEntrySize;
-        const auto due = now + config_.latency;
         if (!workers_.empty()) {
             sgq::SubmissionEntry sqe;
-            if (!device_.dma_read(reader_, qid, 0, at, std::as_writable_bytes(std::span(&sqe, 1)))) {
+            if (!read_entry(at, sqe)) {
                 halt(qid, q, sgq::kErrQueueFetch, 0, "the submission ring could not be read");
                 break;
             }
@@ -271,7 +313,7 @@ bool QueueProcessor::fetch(uint16_t qid, Queue& q, Clock::time_point now) {
         } else {
             // Straight into the ready ring: no copy and no allocation per command.
             Finished& f = q.ready.emplace_back();
-            if (!device_.dma_read(reader_, qid, 0, at, std::as_writable_bytes(std::span(&f.sqe, 1)))) {
+            if (!read_entry(at, f.sqe)) {
                 q.ready.drop_back();
                 halt(qid, q, sgq::kErrQueueFetch, 0, "the submission ring could not be read");
                 break;
@@ -294,27 +336,32 @@ bool QueueProcessor::fetch(uint16_t qid, Queue& q, Clock::time_point now) {
     return fetched_total_ != before || q.halted;
 }
 
-bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool all) {
+bool QueueProcessor::post(uint16_t qid, Queue& q, PassClock& clock, bool all) {
     bool work = false;
+    if (q.ready.empty()) return false;
+    // A CQ base that is not dword-aligned has its phase dwords written the general way.
+    std::byte* ring = q.cq_base % 4 != 0
+                          ? nullptr
+                          : device_.local_ring(reader_, q.cq_base, uint64_t{q.cq_entries} * sgq::kCqEntrySize, true);
     while (!q.ready.empty()) {
         size_t pick = 0;
         if (config_.out_of_order && q.ready.size() > 1) pick = rng_() % q.ready.size();
-        if (!all && q.ready[pick].due > now) {
+        if (!all && later(q.ready[pick].due, clock)) {
             // Completions become due in fetch order; the front is the earliest.
-            if (!config_.out_of_order || q.ready.front().due > now) break;
+            if (!config_.out_of_order || later(q.ready.front().due, clock)) break;
             pick = 0;
         }
         Finished f = q.ready[pick];
         q.ready.erase(pick);
         if (!f.executed) {
-            f.outcome =
-                f.due > now ? CommandOutcome{Status::kAborted, 0} : executor_.execute(reader_, qid, f.sqe, f.epoch);
+            f.outcome = later(f.due, clock) ? CommandOutcome{Status::kAborted, 0}
+                                            : executor_.execute(reader_, qid, f.sqe, f.epoch);
             f.executed = true;
         }
         const FaultKind fault = f.faulted ? FaultKind::kNone : faults_.next();
         f.faulted = true;
         if (fault == FaultKind::kLate && !all) {
-            f.due = now + std::chrono::microseconds(config_.faults.late_by_us);
+            f.due = clock.now() + std::chrono::microseconds(config_.faults.late_by_us);
             q.ready.push_back(f);
             work = true;
             continue;
@@ -337,18 +384,20 @@ bool QueueProcessor::post(uint16_t qid, Queue& q, Clock::time_point now, bool al
         // 0xFFFF is no CID a host can issue (at most 65535 commands outstanding: 0 .. 65534).
         const uint16_t cid = fault == FaultKind::kWrongCid ? uint16_t{0xFFFF} : f.cid;
         const bool phase = fault == FaultKind::kStalePhase ? !q.phase : q.phase;
-        if (!write_completion(qid, q, cid, f.outcome, phase)) return true;
+        if (!write_completion(qid, q, ring, cid, f.outcome, phase)) return true;
         if (fault == FaultKind::kDuplicate && cq_free(q) > q.unposted - 1)
-            if (!write_completion(qid, q, cid, f.outcome, q.phase)) return true;
+            if (!write_completion(qid, q, ring, cid, f.outcome, q.phase)) return true;
         --q.unposted;
         device_.count_completion(f.outcome.status == Status::kSuccess ? f.outcome.bytes : 0);
-        if (q.irq_pending++ == 0) q.irq_first = now;
+        // The first pending completion's time matters only to timed coalescing.
+        if (q.irq_pending++ == 0 && (q.coal >> 16) != 0) q.irq_first = clock.now();
         work = true;
     }
     return work;
 }
 
-bool QueueProcessor::write_completion(uint16_t qid, Queue& q, uint16_t cid, const CommandOutcome& outcome, bool phase) {
+bool QueueProcessor::write_completion(uint16_t qid, Queue& q, std::byte* ring, uint16_t cid,
+                                      const CommandOutcome& outcome, bool phase) {
     // The entry's last dword carries the phase and is written last, with release
     // semantics, so the host never sees the tag before the rest of the entry.
     sgq::CompletionEntry cqe{};
@@ -357,6 +406,17 @@ bool QueueProcessor::write_completion(uint16_t qid, Queue& q, uint16_t cid, cons
     cqe.sqid = qid;
     const uint64_t at = q.cq_base + uint64_t{q.cq_tail} * sgq::kCqEntrySize;
     const uint32_t last = uint32_t{cid} | uint32_t(static_cast<uint16_t>(outcome.status) << 1 | (phase ? 1u : 0u)) << 16;
+    if (ring) {
+        [[maybe_unused]] const DeviceAccessScope device_access;
+        std::byte* entry = ring + (at - q.cq_base);
+        std::memcpy(entry, &cqe, 12);
+        std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(entry + 12)).store(last, std::memory_order_release);
+        if (++q.cq_tail == q.cq_entries) {
+            q.cq_tail = 0;
+            q.phase = !q.phase;
+        }
+        return true;
+    }
     const bool ok = device_.dma_write(reader_, qid, cid, at, std::as_bytes(std::span(&cqe, 1)).first(12)) &&
                     device_.publish32(reader_, qid, cid, at + 12, last);
     if (!ok) {
@@ -370,14 +430,14 @@ bool QueueProcessor::write_completion(uint16_t qid, Queue& q, uint16_t cid, cons
     return true;
 }
 
-void QueueProcessor::interrupt(Queue& q, Clock::time_point now, bool quiet, bool force) {
+void QueueProcessor::interrupt(Queue& q, PassClock& clock, bool quiet, bool force) {
     if (q.irq_pending == 0) return;
     // Q_COAL: raise once `threshold` entries are pending, or `time` after the first
     // of them, or (time 0) when the queue goes quiet: no completion is left unsignalled.
     const uint32_t threshold = q.coal & 0xFFFF;
     const auto time = std::chrono::microseconds(q.coal >> 16);
     bool fire = force || threshold == 0 || q.irq_pending >= threshold;
-    if (!fire) fire = time.count() > 0 ? now - q.irq_first >= time : quiet;
+    if (!fire) fire = time.count() > 0 ? clock.now() - q.irq_first >= time : quiet;
     if (!fire) return;
     q.irq_pending = 0;
     if (q.ctrl & sgq::kQCtrlIen) device_.msix().raise(q.ctrl >> sgq::kQCtrlVectorShift);

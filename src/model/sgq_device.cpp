@@ -406,6 +406,12 @@ static bool poisoned(const ModelConfig& config, uint64_t iova, size_t len) {
     return at && *at >= iova && *at - iova < len;
 }
 
+std::byte* SgqDevice::local_ring(DmaSpace::Reader& reader, uint64_t iova, uint64_t bytes, bool to_host) const {
+    // An injected fault in the ring is met entry by entry, where it is reported.
+    if (poisoned(config_, iova, bytes)) return nullptr;
+    return dma_.local(reader, iova, bytes, to_host);
+}
+
 Result<void> SgqDevice::dma_read(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova,
                                  std::span<std::byte> out) {
     return dma_access(&reader, false, qid, cid, iova, out);

@@ -60,6 +60,9 @@ public:
                           std::span<std::byte> out);
     Result<void> dma_write(DmaSpace::Reader& reader, uint16_t qid, uint16_t cid, uint64_t iova,
                            std::span<const std::byte> in);
+    // A ring in this process's memory for the reader's section (DmaSpace::local), or null:
+    // the caller then goes through dma_read() and dma_write(), which report a fault.
+    [[nodiscard]] std::byte* local_ring(DmaSpace::Reader& reader, uint64_t iova, uint64_t bytes, bool to_host) const;
     // The same for a caller without a reader (through the DMA space's lock).
     Result<void> dma_read(uint16_t qid, uint16_t cid, uint64_t iova, std::span<std::byte> out);
     Result<void> dma_write(uint16_t qid, uint16_t cid, uint64_t iova, std::span<const std::byte> in);

@@ -175,6 +175,31 @@ TEST(DmaSpace, DmaOutsideEveryWindowIsOfferedToTheClient) {
     EXPECT_EQ(alone.read(0x7f000000, data).error().code, EFAULT);
 }
 
+// The queue processor finds a ring once per pass: local() gives this process's memory only
+// inside a reader's section, for a range one mapped window holds with the access allowed.
+TEST(DmaSpace, LocalMemoryIsForOneMappedWindowThatAllowsTheAccessInsideAReader) {
+    DmaSpace dma;
+    auto ram = memfd(4 * kPage);
+    ASSERT_TRUE(dma.map(0x10000, 2 * kPage, true, true, dup_of(ram), 0, 100));
+    ASSERT_TRUE(dma.map(0x12000, kPage, true, false, dup_of(ram), 2 * kPage, 100));  // the device may only read
+    ASSERT_TRUE(dma.map(0x13000, kPage, true, true, {}, 0, 100));                    // served by the client
+    DmaSpace::Reader reader(dma);
+    EXPECT_EQ(dma.local(reader, 0x10000, 64, false), nullptr) << "outside the reader's section";
+    const DmaSpace::Section section(reader);
+    std::byte* p = dma.local(reader, 0x10100, 0x100, true);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x5a, 0x100);
+    std::vector<std::byte> back(0x100);
+    ASSERT_TRUE(dma.read(reader, 0x10100, back));
+    EXPECT_EQ(back[0x80], std::byte{0x5a}) << "the memory read() sees";
+    EXPECT_EQ(dma.local(reader, 0x11f00, 0x200, false), nullptr) << "runs into the next window";
+    EXPECT_NE(dma.local(reader, 0x12000, 64, false), nullptr);
+    EXPECT_EQ(dma.local(reader, 0x12000, 64, true), nullptr) << "the window is read-only to the device";
+    EXPECT_EQ(dma.local(reader, 0x13000, 64, false), nullptr) << "no fd: the client serves it";
+    EXPECT_EQ(dma.local(reader, 0x20000, 64, false), nullptr) << "no window";
+    EXPECT_EQ(dma.local(reader, 0x10000, 0, false), nullptr) << "nothing asked for";
+}
+
 // The card's thread reads through a reader: inside it, the windows it found are used without
 // the lock, so an unmap must wait for it to leave before the memory goes.
 TEST(DmaSpace, AnUnmapWaitsForAReaderInsideAndTheReaderThenFindsTheWindowGone) {

@@ -33,6 +33,9 @@ check "JSON: the references were measured" json "$tmp/r.json" \
 check "JSON: ratios to the references" json "$tmp/r.json" "r['ratios']['driver_cpu_per_command_to_io_uring_nop'] > 0"
 check "JSON: driver CPU and memory per queue pair" json "$tmp/r.json" \
     "r['total']['driver_ns_per_command'] > 0 and r['total']['queue_pair_memory_bytes'] > 0"
+check "JSON: the built-in model's doorbell thread reports its busy share and time per command" json "$tmp/r.json" \
+    "0 < r['total']['model_thread']['busy_percent'] <= 100 and r['total']['model_thread']['busy_ns_per_command'] > 0"
+check "text: the model's doorbell thread beside the driver's" grep -q "model's doorbell thread (CPU .*): busy" "$tmp/text"
 check "JSON: system calls are counted, or why not is said" json "$tmp/r.json" \
     "r['total']['syscalls'] >= 0 or 'tracefs' in r['total']['syscalls_not_counted'] or 'perf_event_open' in r['total']['syscalls_not_counted']"
 check "JSON: the goals this run measures, each met or missed by a figure" json "$tmp/r.json" \
@@ -85,7 +88,9 @@ stop_devsim
 # The model in its own process in null mode, reached by socket.
 start_devsim "$sock" --null-data
 check "vfioq-perf over vfio-user against vfioq-devsim --null-data" perf "vfio-user:$sock" --depth 64 --duration 0 \
-    --ios 20000 --no-references
+    --ios 20000 --no-references --json "$tmp/devsim.json"
+check "JSON: a model in another process has no doorbell-thread figures (null)" json "$tmp/devsim.json" \
+    "r['total']['model_thread'] is None"
 stop_devsim
 
 # A card whose every completion carries an error: the run fails and names the status.
@@ -207,7 +212,7 @@ check "the fixtures have diskspd 2.2's CRLF line ends and three-part version" ba
 # docs/performance.md's generator, briefly: every goal gets a figure and a verdict.
 "$scripts/performance-doc" --quick --build "$build" --out "$tmp/performance.md" >"$tmp/doc-log" 2>&1 || cat "$tmp/doc-log"
 check "performance-doc writes every goal with a verdict" bash -c \
-    "[ \$(grep -cE '^\\| .* \\| (met|missed by [0-9]+%|not measured) \\|\$' '$tmp/performance.md') -eq 8 ] \
+    "[ \$(grep -cE '^\\| .* \\| (met|missed by [0-9]+%|not measured) \\|\$' '$tmp/performance.md') -eq 9 ] \
      && [ \$(grep -cE '^\\| .* \\| figure \\|\$' '$tmp/performance.md') -eq 1 ]"
 check "performance-doc names the machine and the commands" bash -c \
     "grep -q '^Machine: ' '$tmp/performance.md' && grep -q '^vfioq-perf --depth 256' '$tmp/performance.md'"

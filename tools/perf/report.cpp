@@ -116,6 +116,10 @@ Figures figures(const Report& r, int thread) {
         f.cq_doorbells_per_cmd /= ios;
         f.doorbell_writes_per_cmd /= ios;
         f.interrupts_per_cmd /= ios;
+        if (thread < 0 && r.run.model_busy_s >= 0 && r.run.model_window_s > 0) {
+            f.model_busy_pct = 100 * r.run.model_busy_s / r.run.model_window_s;
+            f.model_ns_per_cmd = r.run.model_busy_s * 1e9 / ios;
+        }
     }
     return f;
 }
@@ -191,9 +195,17 @@ void print_text(FILE* out, const Report& r) {
     }
     fmt::print(out, "{:>7} | {:>4} | {:>7.2f} | {:>8.2f} | {:>13.1f} | {:>13.1f}\n", "total", "", total.user_pct,
                total.kernel_pct, total.driver_ns_per_cmd, total.thread_cpu_ns_per_cmd);
-    fmt::print(out, "  driver: time in submissions and in polls that reaped completions; thread: all its CPU time,\n"
-                    "  spinning on empty polls ({} of them) included\n\n",
+    fmt::print(out,
+               "  driver: time in submissions and in polls that reaped completions; thread: all its CPU time,\n"
+               "  spinning on empty polls ({} of them) included\n",
                total.empty_polls);
+    if (total.model_busy_pct >= 0)
+        fmt::print(out,
+                   "  model's doorbell thread (CPU {}): busy {:.1f}% of the window, {:.1f} ns per command; the\n"
+                   "  thread that is busy nearly all the time is the one that limits the rate\n",
+                   r.run.model_cpu < 0 ? std::string("any") : std::to_string(r.run.model_cpu), total.model_busy_pct,
+                   total.model_ns_per_cmd);
+    fmt::print(out, "\n");
 
     fmt::print(out, "Driver\n");
     fmt::print(out, "  memory per queue pair   {:.2f} MiB (rings, descriptor pages, trackers)\n",
@@ -331,6 +343,11 @@ nlohmann::json to_json(const Report& r) {
             {"average_latency_to_cache_line_round_trip", ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns)},
             {"throughput_to_memcpy", ratio(total.mib_s, ref.memcpy_gib_s * 1024)}};
     }
+    // The built-in model's doorbell thread; null for any other device.
+    j["total"]["model_thread"] = total.model_busy_pct >= 0 ? json{{"cpu", r.run.model_cpu},
+                                                                  {"busy_percent", total.model_busy_pct},
+                                                                  {"busy_ns_per_command", total.model_ns_per_cmd}}
+                                                           : json();
     j["total"]["syscalls"] = total.syscalls;
     j["total"]["syscalls_per_command"] = total.syscalls >= 0 ? nlohmann::json(total.syscalls_per_cmd) : nlohmann::json();
     if (total.syscalls < 0) j["total"]["syscalls_not_counted"] = total.syscalls_why;

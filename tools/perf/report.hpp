@@ -23,6 +23,9 @@ struct RunInfo {
     std::string profile;      // SGQ or NVMe
     std::string model_mode;   // null or data for the built-in model; empty otherwise
     int model_cpu = -1;
+    // The built-in model's doorbell thread: time in passes that found work, over the
+    // measured window (-1: not the built-in model).
+    double model_busy_s = -1, model_window_s = 0;
     std::string host, cpu_model, started;
     uint32_t cpus = 0;
     double duration_s = 0, warmup_s = 0;
@@ -47,6 +50,8 @@ struct Figures {
     double user_pct = 0, kernel_pct = 0;
     double thread_cpu_ns_per_cmd = 0;  // the thread's CPU time over its commands, spinning included
     double driver_ns_per_cmd = 0;      // time in submissions and in polls that reaped, over the commands
+    double model_busy_pct = -1;        // the built-in model's doorbell thread, busy share of the window (-1: none)
+    double model_ns_per_cmd = -1;      // its busy time over the commands
     uint64_t empty_polls = 0;
     uint64_t qp_memory = 0;
     double sq_doorbells_per_cmd = 0, cq_doorbells_per_cmd = 0, interrupts_per_cmd = 0;

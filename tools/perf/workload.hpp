@@ -106,6 +106,16 @@ private:
     uint64_t cursor_ = 0;               // sequential: the next card address
     bool measuring_ = false;
     uint64_t window_start_ = 0;         // tsc
+    uint64_t interval_ = 0, interval_end_ = 0, interval_ticks_ = 1;  // the IOPS interval a completion counts in
+    double ns_per_tick_ = 1;
+    // Completions of one poll share a clock reading, kClockUses at most: a latency is then at most
+    // the time the poll took for kClockUses - 1 callbacks short, a few hundred nanoseconds, and a
+    // poll's first completion always reads the clock, so at depth 1 every one does.
+    static constexpr uint32_t kClockUses = 8;
+    uint32_t clock_uses_ = kClockUses;
+    uint64_t clock_ = 0;
+    uint64_t block_align_ = 1;
+    std::vector<uint64_t> block_slots_;  // per block size: the card addresses a random command may start at
     uint64_t counted_ = 0;
     std::atomic<uint64_t> progress_{0};
     std::atomic<bool> finished_{false};
