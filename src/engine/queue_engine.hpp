@@ -252,7 +252,7 @@ uint32_t QueueEngine::poll(uint32_t max, F&& on_complete) {
         else
             record_bad(e, BadCompletionReason::kSqHeadInvalid);
         const auto cid_tag = static_cast<uint16_t>(cids_.tag_of(e.cid));
-        cids_.release(e.cid);
+        cids_.release_outstanding(e.cid);
         ++counters_.completed;
         ++delivered;
         on_complete(cid_tag, e);

@@ -63,11 +63,24 @@ Result<void> EngineQueuePair::may_submit() {
     return {};
 }
 
-void EngineQueuePair::track(uint16_t cid, const Tracker& t) {
+void EngineQueuePair::track(uint16_t cid, CompletionCallback callback, void* context, int32_t sgl_page,
+                            uint32_t length) {
+    // Field by field: a Tracker built on the caller's stack and copied here would be read
+    // back with wide loads over its narrow stores, which the CPU cannot forward and stalls on.
     const auto tag = static_cast<uint16_t>(engine_.tag_of(cid));
     Tracker& n = trackers_[tag];
-    n = t;
-    n.submitted_ns = kUnstamped;  // stamp_submissions() at the end of the call
+    n.callback = callback;
+    n.context = context;
+    n.sgl_page = sgl_page;
+    n.length = length;
+    // stamp_submissions() at the end of the call stamps the first of the commands it queued;
+    // the others carry the stamp of the one before them.
+    if (unstamped_ == kNil) {
+        n.submitted_ns = kUnstamped;
+        unstamped_ = tag;
+    } else {
+        n.submitted_ns = kAsBefore;
+    }
     n.prev = newest_;
     n.next = kNil;
     n.cid = cid;
@@ -80,15 +93,36 @@ void EngineQueuePair::untrack(uint16_t tag) {
     Tracker& t = trackers_[tag];
     if (t.prev != kNil) trackers_[t.prev].next = t.next;
     else oldest_ = t.next;
-    if (t.next != kNil) trackers_[t.next].prev = t.prev;
-    else newest_ = t.prev;
-    pool_.give_chain(t.sgl_page);
+    if (t.next != kNil) {
+        Tracker& next = trackers_[t.next];
+        next.prev = t.prev;
+        // The stamp the next one carried by reference stays with it.
+        if (next.submitted_ns == kAsBefore && t.submitted_ns != kAsBefore) next.submitted_ns = t.submitted_ns;
+    } else {
+        newest_ = t.prev;
+    }
+    if (tag == unstamped_) unstamped_ = t.next;
+    if (t.sgl_page >= 0) pool_.give_chain(t.sgl_page);
     t.sgl_page = -1;
 }
 
+void EngineQueuePair::resolve_stamps() {
+    int64_t stamp = kUnstamped;
+    for (uint16_t t = oldest_; t != kNil; t = trackers_[t].next) {
+        if (trackers_[t].submitted_ns == kAsBefore)
+            trackers_[t].submitted_ns = stamp;
+        else
+            stamp = trackers_[t].submitted_ns;
+    }
+}
+
 Result<uint16_t> EngineQueuePair::enqueue(const IoRequest& req) {
-    if (auto ok = may_submit(); !ok) [[unlikely]]
-        return ok.error();
+    if (!open_and_healthy()) [[unlikely]]
+        if (auto ok = may_submit(); !ok) return ok.error();
+    return enqueue_unchecked(req);
+}
+
+Result<uint16_t> EngineQueuePair::enqueue_unchecked(const IoRequest& req) {
     if (!engine_.can_submit()) {
         ++queue_full_;
         return static_error(EAGAIN, kFullReason);
@@ -109,17 +143,19 @@ Result<uint16_t> EngineQueuePair::enqueue(const IoRequest& req) {
     std::memcpy(sqe + 2, &cid16, sizeof(cid16));
     uint64_t length = 0;  // the encoder checked it against the device's limits
     for (const auto& seg : req.segments) length += seg.len;
-    track(cid16, Tracker{req.callback, req.context, *page, static_cast<uint32_t>(length), 0, kNil, kNil, 0});
+    track(cid16, req.callback, req.context, *page, static_cast<uint32_t>(length));
     engine_.push();
     return cid16;
 }
 
 void EngineQueuePair::stamp_submissions() {
-    if (timeout_ns_ == 0 || newest_ == kNil || trackers_[newest_].submitted_ns != kUnstamped) return;
-    clock_ns_ = now_ns();
-    polls_since_clock_ = 0;
-    for (uint16_t t = newest_; t != kNil && trackers_[t].submitted_ns == kUnstamped; t = trackers_[t].prev)
-        trackers_[t].submitted_ns = clock_ns_;
+    if (unstamped_ == kNil) return;
+    if (timeout_ns_ != 0) {
+        clock_ns_ = now_ns();
+        polls_since_clock_ = 0;
+        trackers_[unstamped_].submitted_ns = clock_ns_;
+    }
+    unstamped_ = kNil;
 }
 
 Result<uint16_t> EngineQueuePair::submit(const IoRequest& request) {
@@ -168,7 +204,7 @@ Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, C
     std::memcpy(sqe, entry.data(), sizeof(sqe));
     const auto cid = static_cast<uint16_t>(engine_.acquire_cid());
     std::memcpy(sqe + 2, &cid, sizeof(cid));
-    track(cid, Tracker{callback, context, -1, codec_->length(sqe), 0, kNil, kNil, 0});
+    track(cid, callback, context, -1, codec_->length(sqe));
     std::memcpy(engine_.sq_slot(), sqe, sizeof(sqe));
     engine_.push();
     engine_.ring_sq();
@@ -177,9 +213,13 @@ Result<uint16_t> EngineQueuePair::submit_raw(std::span<const std::byte> entry, C
 }
 
 Result<uint32_t> EngineQueuePair::submit_batch(std::span<const IoRequest> requests) {
+    // Health and state once for the batch: nothing in it runs a callback or changes them.
+    if (requests.empty()) return 0u;
+    if (!open_and_healthy()) [[unlikely]]
+        if (auto ok = may_submit(); !ok) return ok.error().code == EAGAIN ? Result<uint32_t>(0u) : ok.error();
     uint32_t n = 0;
     for (const auto& req : requests) {
-        auto r = enqueue(req);
+        auto r = enqueue_unchecked(req);
         if (!r) {
             engine_.ring_sq();
             stamp_submissions();
@@ -317,7 +357,7 @@ QueuePairStats EngineQueuePair::stats() const {
     s.controller_resets = controller_resets_;
     s.interrupts = interrupt_.interrupts();
     s.memory_bytes = res_.sq.size() + res_.cq.size() + res_.sgl_pages.size() + trackers_.size() * sizeof(Tracker) +
-                     scratch_.size() * sizeof(DmaSegment) + res_.depth * 4u /* CID pool */;
+                     scratch_.size() * sizeof(DmaSegment) + res_.depth * 6u /* CID pool */;
     return s;
 }
 

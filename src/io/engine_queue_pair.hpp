@@ -85,11 +85,17 @@ private:
 
     // Submission and completion (engine_queue_pair.cpp). Builds and queues one command without ringing.
     Result<uint16_t> enqueue(const IoRequest& request);
+    // enqueue() once open_and_healthy() or may_submit() said yes.
+    Result<uint16_t> enqueue_unchecked(const IoRequest& request);
+    // The fast check before a submission; may_submit() says why not, after recovery if due.
+    [[nodiscard]] bool open_and_healthy() const { return state_ == State::kOpen && !health_changed(); }
     Result<void> may_submit();
-    void track(uint16_t cid, const Tracker& t);
+    void track(uint16_t cid, CompletionCallback callback, void* context, int32_t sgl_page, uint32_t length);
     void untrack(uint16_t tag);
-    // One clock reading for the commands this call queued.
+    // One clock reading for the commands this call queued, kept in the first of them.
     void stamp_submissions();
+    // Every tracker's own stamp, for a pass that reads them in tag order.
+    void resolve_stamps();
     void complete(uint16_t tag, const engine::CqEntry& entry);
     // Reports a command the device did not answer, with the driver's verdict.
     void report(uint16_t tag, IoStatus status);
@@ -144,11 +150,16 @@ private:
     // does), to see what is overdue. A command is reported no earlier than its
     // timeout and at most kClockEvery polls after it expired.
     static constexpr uint32_t kClockEvery = 64;
+    // A command's stamp is its own, or kAsBefore: that of the command queued before it
+    // (its prev), which untrack() hands on. The oldest command's is always its own, so
+    // the timeout check reads one tracker.
     static constexpr int64_t kUnstamped = INT64_MAX;
+    static constexpr int64_t kAsBefore = INT64_MAX - 1;
     int64_t timeout_ns_ = 0;
     int64_t clock_ns_ = 0;
     uint32_t polls_since_clock_ = 0;
     uint16_t oldest_ = kNil, newest_ = kNil;
+    uint16_t unstamped_ = kNil;  // the first command of the call under way
 
     const ControllerHealth* owner_health_ = nullptr;
     uint32_t seen_resets_ = 0;

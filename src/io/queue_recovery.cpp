@@ -21,6 +21,7 @@ uint32_t EngineQueuePair::check_timeouts() {
 uint32_t EngineQueuePair::report_outstanding(IoStatus otherwise) {
     uint32_t n = 0;
     const int64_t overdue_before = clock_ns_ - timeout_ns_;
+    resolve_stamps();  // reclaim_all() goes by tag, not in the order the stamps are handed on
     engine_.reclaim_all([&](uint16_t tag) {
         const bool overdue = timeout_ns_ != 0 && trackers_[tag].submitted_ns <= overdue_before;
         report(tag, overdue ? IoStatus::kTimeout : otherwise);

@@ -27,6 +27,13 @@ Result<int32_t> SgqCodec::encode(const IoRequest& req, std::byte* out, dma::SglP
         case Opcode::kWrite:
         case Opcode::kRead: {
             sqe.opcode = req.op == Opcode::kWrite ? kOpWrite : kOpRead;
+            if (req.segments.size() == 1 && one_segment_ok(req.segments[0], req.devaddr)) [[likely]] {
+                // The common command, written here: DPTR2 stays as the caller zeroed it.
+                const DmaSegment& seg = req.segments[0];
+                sqe.dptr1 = SglDescriptor::make(kSglData, seg.iova, static_cast<uint32_t>(seg.len));
+                sqe.length = static_cast<uint32_t>(seg.len);
+                break;
+            }
             const auto sgl = dma::build_sgl(req.segments, limits_, pool, sqe.dptr1, sqe.dptr2, bus_);
             if (sgl.error == dma::SglError::kNoPages) return static_error(EAGAIN, dma::kNoPagesReason);
             if (sgl.error != dma::SglError::kNone)

@@ -327,6 +327,55 @@ TEST_F(QueuePairAlone, ACommandQueuedAfterAPauseIsNotOverdueAtOnce) {
     EXPECT_EQ(reports.only(2), IoStatus::kSuccess);
 }
 
+// A batch's clock reading is kept in its first command, and each of the others is as old as the
+// one queued before it: the stamp must stay with the batch whichever of its commands is answered
+// first, and recovery must judge each command by its own age.
+TEST_F(QueuePairAlone, TheCommandsOfABatchKeepItsAgeWhicheverOfThemIsAnsweredFirst) {
+    open(1s);
+    const DmaSegment s = buf.segment(0, 512);
+    std::vector<IoRequest> batch;
+    for (uintptr_t n = 1; n <= 4; ++n)
+        batch.push_back({Opcode::kWrite, 0, {&s, 1}, Reports::callback, reinterpret_cast<void*>(n)});
+    ASSERT_EQ(qp->submit_batch(batch).value_or(0), 4u);
+    // The second, then the first, which holds the batch's stamp.
+    post(cid_in_slot(1), 0, 0);
+    post(cid_in_slot(0), 0, 2);
+    EXPECT_EQ(qp->poll(), 2u);
+    std::this_thread::sleep_for(1500ms);
+    submit(5);  // after the pause: not overdue
+    EXPECT_EQ(poll_all(), 3u);
+    EXPECT_EQ(reports.only(1), IoStatus::kSuccess);
+    EXPECT_EQ(reports.only(2), IoStatus::kSuccess);
+    EXPECT_EQ(reports.only(3), IoStatus::kTimeout);
+    EXPECT_EQ(reports.only(4), IoStatus::kTimeout);
+    EXPECT_EQ(reports.only(5), IoStatus::kAborted) << "queued after the pause, it was not overdue";
+    EXPECT_EQ(qp->stats().timeouts, 2u);
+}
+
+// Recovery reports the outstanding commands by tag, which is not the order they were queued in
+// once tags come back out of order: each is still judged by its batch's age.
+TEST_F(QueuePairAlone, RecoveryJudgesEachCommandOfABatchByItsAgeInWhateverOrderItReportsThem) {
+    open(1s);
+    const DmaSegment s = buf.segment(0, 512);
+    auto batch_of = [&](uintptr_t first, uintptr_t count) {
+        std::vector<IoRequest> batch;
+        for (uintptr_t n = first; n < first + count; ++n)
+            batch.push_back({Opcode::kWrite, 0, {&s, 1}, Reports::callback, reinterpret_cast<void*>(n)});
+        EXPECT_EQ(qp->submit_batch(batch).value_or(0), count);
+    };
+    batch_of(1, 2);
+    post(cid_in_slot(0), 0, 1);
+    post(cid_in_slot(1), 0, 2);
+    EXPECT_EQ(qp->poll(), 2u);
+    // The tags come back last freed first: command 3 takes the second's tag and 4 the first's.
+    batch_of(3, 3);
+    std::this_thread::sleep_for(1500ms);
+    submit(6);
+    EXPECT_EQ(poll_all(), 4u);
+    for (uintptr_t n = 3; n <= 5; ++n) EXPECT_EQ(reports.only(n), IoStatus::kTimeout) << "command " << n;
+    EXPECT_EQ(reports.only(6), IoStatus::kAborted);
+}
+
 TEST_F(QueuePairAlone, ADisableThatNeverFinishesResetsTheController) {
     EXPECT_EQ(time_out_one_command(FakeOwner::Disable::kNeverFinishes), IoStatus::kTimeout);
     ASSERT_EQ(owner.resets, 1);
