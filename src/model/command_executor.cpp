@@ -46,7 +46,7 @@ CommandOutcome CommandExecutor::execute(DmaSpace::Reader& reader, uint16_t qid, 
         device_.record_error(sgq::kErrSgl, qid, sqe.cid);
         return {Status::kSglLengthMismatch, 0};
     }
-    if (auto forced = device_.take_forced_status()) return {static_cast<Status>(*forced), 0};
+    if (const int32_t forced = device_.take_forced_status(); forced >= 0) return {static_cast<Status>(forced), 0};
     if (cfg.null_data) return {Status::kSuccess, sqe.length};
     uint32_t moved = 0;
     const Status s = move_data(reader, qid, sqe, epoch, moved);

@@ -471,11 +471,11 @@ void SgqDevice::inject_command_status(uint16_t status, uint32_t count) {
     forced_count_.store(count);
 }
 
-std::optional<uint16_t> SgqDevice::take_forced_status() {
+int32_t SgqDevice::take_forced_status_slowly() {
     uint32_t n = forced_count_.load(std::memory_order_relaxed);
     while (n > 0)
         if (forced_count_.compare_exchange_weak(n, n - 1)) return forced_status_.load();
-    return std::nullopt;
+    return -1;
 }
 
 bool SgqDevice::corrupt_this_read() {
