@@ -281,6 +281,20 @@ bool QueueProcessor::service(uint16_t qid, PassClock& clock) {
     return work;
 }
 
+namespace {
+// The CQ slots past the tail were reaped a lap ago unless the ring is nearly full, so the
+// line two ahead (8 entries of 16 bytes) is in the host's cache only: ask for it, for writing,
+// so that the entries written there do not wait for the host's core.
+constexpr uint32_t kOwnAhead = 8;
+void own_ahead(std::byte* ring, uint32_t tail, uint32_t entries) {
+#if defined(__x86_64__)
+    uint32_t ahead = tail + kOwnAhead;
+    if (ahead >= entries) ahead -= entries;
+    asm volatile("prefetchw %0" ::"m"(*(ring + uint64_t{ahead} * sgq::kCqEntrySize)));
+#endif
+}
+}  // namespace
+
 bool QueueProcessor::fetch(uint16_t qid, Queue& q, PassClock& clock) {
     const uint64_t epoch = seen_epoch_;
     const uint64_t before = fetched_total_;
@@ -400,28 +414,31 @@ bool QueueProcessor::write_completion(uint16_t qid, Queue& q, std::byte* ring, u
                                       const CommandOutcome& outcome, bool phase) {
     // The entry's last dword carries the phase and is written last, with release
     // semantics, so the host never sees the tag before the rest of the entry.
-    sgq::CompletionEntry cqe{};
-    cqe.result = outcome.bytes;
-    cqe.sqhd = static_cast<uint16_t>(q.sq_head);
-    cqe.sqid = qid;
     const uint64_t at = q.cq_base + uint64_t{q.cq_tail} * sgq::kCqEntrySize;
     const uint32_t last = uint32_t{cid} | uint32_t(static_cast<uint16_t>(outcome.status) << 1 | (phase ? 1u : 0u)) << 16;
     if (ring) {
+        // The first 12 bytes as two words from registers: an entry built on the stack and
+        // copied would be read back with a load wider than its stores, which cannot be
+        // forwarded (a third of this function's time, before).
         [[maybe_unused]] const DeviceAccessScope device_access;
         std::byte* entry = ring + (at - q.cq_base);
-        std::memcpy(entry, &cqe, 12);
+        own_ahead(ring, q.cq_tail, q.cq_entries);
+        const uint64_t result_reserved = outcome.bytes;
+        const uint32_t sqhd_sqid = q.sq_head | uint32_t{qid} << 16;
+        std::memcpy(entry, &result_reserved, sizeof(result_reserved));
+        std::memcpy(entry + 8, &sqhd_sqid, sizeof(sqhd_sqid));
         std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(entry + 12)).store(last, std::memory_order_release);
-        if (++q.cq_tail == q.cq_entries) {
-            q.cq_tail = 0;
-            q.phase = !q.phase;
+    } else {
+        sgq::CompletionEntry cqe{};
+        cqe.result = outcome.bytes;
+        cqe.sqhd = static_cast<uint16_t>(q.sq_head);
+        cqe.sqid = qid;
+        const bool ok = device_.dma_write(reader_, qid, cid, at, std::as_bytes(std::span(&cqe, 1)).first(12)) &&
+                        device_.publish32(reader_, qid, cid, at + 12, last);
+        if (!ok) {
+            halt(qid, q, sgq::kErrQueueFetch, cid, "the completion ring could not be written");
+            return false;
         }
-        return true;
-    }
-    const bool ok = device_.dma_write(reader_, qid, cid, at, std::as_bytes(std::span(&cqe, 1)).first(12)) &&
-                    device_.publish32(reader_, qid, cid, at + 12, last);
-    if (!ok) {
-        halt(qid, q, sgq::kErrQueueFetch, cid, "the completion ring could not be written");
-        return false;
     }
     if (++q.cq_tail == q.cq_entries) {
         q.cq_tail = 0;
