@@ -438,10 +438,8 @@ int main(int argc, char** argv) {
            Clock::now() - asked < std::chrono::duration<double>(o.stall_s))
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const auto start = Clock::now();
-    auto steady_ns = [](Clock::time_point t) {
-        return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-    };
-    const uint64_t model_idle0 = opened.model_time ? opened.model_time->idle_until(steady_ns(start)) : 0;
+    const uint64_t model_idle0 =
+        opened.model_time ? opened.model_time->idle_until(model::QueueThreadTime::ns(start)) : 0;
     const auto end = o.duration_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s))
                                       : Clock::time_point::max();
     uint64_t last_ios = 0, seen_ios = 0;
@@ -479,7 +477,8 @@ int main(int argc, char** argv) {
     double model_busy_s = -1;
     const double model_window_s = std::chrono::duration<double>(stop - start).count();
     if (opened.model_time && opened.model_time->started_ns.load() >= 0) {
-        const double idle_s = static_cast<double>(opened.model_time->idle_until(steady_ns(stop)) - model_idle0) / 1e9;
+        const double idle_s =
+            static_cast<double>(opened.model_time->idle_until(model::QueueThreadTime::ns(stop)) - model_idle0) / 1e9;
         model_busy_s = std::max(0.0, model_window_s - idle_s);
     }
     for (auto& t : threads) t.join();

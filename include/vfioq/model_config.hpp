@@ -10,6 +10,7 @@
 // nothing changes and nothing is drawn.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -73,12 +74,30 @@ struct VFIOQ_MODEL_API QueueThreadTime {
     std::atomic<int64_t> idle_since_ns{-1};  // steady clock, when the spell going on began; -1: busy
     std::atomic<int64_t> started_ns{-1};     // steady clock, when the thread started; -1: not yet
 
+    // A steady-clock time as these fields hold it.
+    [[nodiscard]] static int64_t ns(std::chrono::steady_clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    }
     // Idle time up to `now_ns` (steady clock), the spell going on included. A spell that
     // ends while this reads may be missed once: an error of one spell, never a crash.
     [[nodiscard]] uint64_t idle_until(int64_t now_ns) const {
         const int64_t since = idle_since_ns.load(std::memory_order_acquire);
         return idle_ns.load(std::memory_order_acquire) +
                (since >= 0 && now_ns > since ? static_cast<uint64_t>(now_ns - since) : 0);
+    }
+
+    // The thread's side; it is the only writer.
+    void start(std::chrono::steady_clock::time_point t) {
+        idle_since_ns.store(ns(t), std::memory_order_release);
+        started_ns.store(ns(t), std::memory_order_release);
+    }
+    void begin_idle(std::chrono::steady_clock::time_point t) { idle_since_ns.store(ns(t), std::memory_order_release); }
+    void end_idle(std::chrono::steady_clock::time_point t) {
+        const int64_t since = idle_since_ns.load(std::memory_order_relaxed);
+        idle_ns.store(
+            idle_ns.load(std::memory_order_relaxed) + static_cast<uint64_t>(std::max<int64_t>(0, ns(t) - since)),
+            std::memory_order_release);
+        idle_since_ns.store(-1, std::memory_order_release);
     }
 };
 

@@ -51,12 +51,8 @@ void HeldRanges::shift(uintptr_t a, uintptr_t b, int64_t delta) {
         last_.valid = true;
         last_.one_step = std::next(last_.first) == last_.end;
     }
-    if (last_.one_step) {
-        last_.first->second = static_cast<uint64_t>(static_cast<int64_t>(last_.first->second) + delta);
-    } else {
-        for (auto it = last_.first; it != last_.end; ++it)
-            it->second = static_cast<uint64_t>(static_cast<int64_t>(it->second) + delta);
-    }
+    for (auto it = last_.first; it != last_.end; ++it)
+        it->second = static_cast<uint64_t>(static_cast<int64_t>(it->second) + delta);
     if (steps_.size() > tidy_at_) tidy();
 }
 

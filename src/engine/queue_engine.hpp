@@ -59,10 +59,9 @@ struct Doorbell {
         if (shadow) {
             const uint32_t old = last;
             last = value;
-            // Release: the entries before the shadow value. Then a full fence, so the
-            // event index is read after the shadow is visible; the device orders its
-            // side the same way (event index written, then the shadow read again).
-            std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(shadow)).store(value, std::memory_order_release);
+            store_shadow(value);
+            // A full fence, so the event index is read after the shadow is visible; the
+            // device orders its side the same way (event index written, then the shadow read again).
             std::atomic_thread_fence(std::memory_order_seq_cst);
             if (event_idx &&
                 !passes(std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(event_idx)).load(std::memory_order_relaxed),
@@ -78,6 +77,12 @@ struct Doorbell {
             fallback->write_doorbell(offset, value);
         }
         return true;
+    }
+
+    // Release: the entries written before the shadow value are visible to the device first.
+    // The device reads the shadow apart from the register, so every store to it is this one.
+    void store_shadow(uint32_t value) {
+        std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(shadow)).store(value, std::memory_order_release);
     }
 
     // Moving from `old` to `value` steps onto the slot after `event`: the device asked
@@ -178,9 +183,7 @@ public:
         std::memset(cfg_.cq, 0, uint64_t{cfg_.cq_entries} * sizeof(CqEntry));
         for (Doorbell* d : {&cfg_.sq_tail, &cfg_.cq_head}) {
             d->last = 0;
-            // As ring() stores it: the device reads the shadow apart from the register.
-            if (d->shadow)
-                std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(d->shadow)).store(0, std::memory_order_release);
+            if (d->shadow) d->store_shadow(0);
         }
     }
     // Moves the doorbells (a shadow added once the device took one), with nothing

@@ -77,21 +77,12 @@ uint32_t QueueProcessor::cq_free(const Queue& q) {
     return q.cq_entries - 1 - ahead(q.cq_head, q.cq_tail, q.cq_entries);
 }
 
-namespace {
-int64_t steady_ns(std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-}  // namespace
-
 void QueueProcessor::run() {
     auto last_work = Clock::now();
     auto idle_seen = last_work;  // when the last pass that found nothing looked at the clock
     bool working = false;
     QueueThreadTime* time = config_.thread_time.get();
-    if (time) {
-        time->idle_since_ns.store(steady_ns(last_work), std::memory_order_release);
-        time->started_ns.store(steady_ns(last_work), std::memory_order_release);
-    }
+    if (time) time->start(last_work);
     while (!stop_.load(std::memory_order_relaxed)) {
         refresh_queues();
         if (device_.frozen()) {
@@ -110,21 +101,15 @@ void QueueProcessor::run() {
             std::all_of(queues_.begin(), queues_.end(), [](const Queue& q) { return q.unposted == 0; }))
             device_.finish_shutdown();
         if (work) {
-            if (!working && time) {
-                // An idle spell ended where the last pass that found nothing read the clock.
-                const int64_t since = time->idle_since_ns.load(std::memory_order_relaxed);
-                time->idle_ns.store(time->idle_ns.load(std::memory_order_relaxed) +
-                                        static_cast<uint64_t>(std::max<int64_t>(0, steady_ns(idle_seen) - since)),
-                                    std::memory_order_release);
-                time->idle_since_ns.store(-1, std::memory_order_release);
-            }
+            // An idle spell ended where the last pass that found nothing read the clock.
+            if (!working && time) time->end_idle(idle_seen);
             working = true;
             continue;
         }
         // The first pass that finds nothing stands for the last one that did, a pass apart.
         if (working) {
             last_work = Clock::now();
-            if (time) time->idle_since_ns.store(steady_ns(last_work), std::memory_order_release);
+            if (time) time->begin_idle(last_work);
         }
         working = false;
         idle_seen = idle(last_work);

@@ -89,10 +89,7 @@ TEST(QueueProcessor, AFaultInsideTheCompletionRingHaltsTheQueueAtThatEntry) {
     second_entry_faults(sgq::kQRegCqBase, ring_iova(sgq::kQRegCqBase, sgq::kCqEntrySize + 4), true);
 }
 
-int64_t steady_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
+int64_t steady_ns() { return model::QueueThreadTime::ns(std::chrono::steady_clock::now()); }
 
 TEST(QueueProcessor, TheDoorbellThreadCountsItsIdleTimeAndNotItsWork) {
     model::ModelConfig config;

@@ -80,8 +80,9 @@ TEST(HeldRanges, HoldingTheSameBytesAgainReusesTheirBoundariesAndWhatIsKeptStays
     EXPECT_EQ(h.first_unheld(0, 100), 0u);
 }
 
-// The range shifted last is shifted again from the boundaries it found: holds made inside it
-// since, and a tidy that erased boundaries, must not throw its counts off.
+// The range shifted last keeps the boundaries it found for its next shift. Another range finds
+// its own afresh, also an outer one whose inside was split while the inner range was the last;
+// and after a tidy, which may erase boundaries, the next shift finds them afresh too.
 TEST(HeldRanges, TheRangeShiftedLastCountsWhatWasSplitInsideItAndSurvivesATidy) {
     HeldRanges h;
     h.add(0x1000, 0x5000);
