@@ -23,8 +23,10 @@ public:
     void record(uint64_t ns) {
         ++counts_[index(ns)];
         ++count_;
-        sum_ += static_cast<double>(ns);
-        sum_sq_ += static_cast<double>(ns) * static_cast<double>(ns);
+        // Integer sums: a floating-point add chains each record to the one before by its
+        // latency, which a benchmark's completion path pays per command.
+        sum_ += ns;
+        sum_sq_ += static_cast<U128>(ns) * ns;
         min_ = std::min(min_, ns);
         max_ = std::max(max_, ns);
     }
@@ -41,11 +43,11 @@ public:
     [[nodiscard]] uint64_t count() const { return count_; }
     [[nodiscard]] uint64_t min() const { return count_ ? min_ : 0; }
     [[nodiscard]] uint64_t max() const { return max_; }
-    [[nodiscard]] double mean() const { return count_ ? sum_ / static_cast<double>(count_) : 0; }
+    [[nodiscard]] double mean() const { return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0; }
     [[nodiscard]] double stddev() const {
         if (count_ < 2) return 0;
         const double m = mean();
-        return std::sqrt(std::max(0.0, sum_sq_ / static_cast<double>(count_) - m * m));
+        return std::sqrt(std::max(0.0, static_cast<double>(sum_sq_) / static_cast<double>(count_) - m * m));
     }
 
     // The value at percentile p (0 < p <= 100): the middle of the bucket that
@@ -90,7 +92,9 @@ public:
 private:
     std::array<uint64_t, kBuckets> counts_{};
     uint64_t count_ = 0;
-    double sum_ = 0, sum_sq_ = 0;
+    uint64_t sum_ = 0;
+    __extension__ using U128 = unsigned __int128;  // squares of latencies up to seconds overflow 64 bits
+    U128 sum_sq_ = 0;
     uint64_t min_ = std::numeric_limits<uint64_t>::max(), max_ = 0;
 };
 

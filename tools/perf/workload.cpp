@@ -170,7 +170,7 @@ Result<void> Worker::prepare() {
     // What fill() and complete() would otherwise work out per command.
     block_align_ = *std::min_element(w_.block_sizes.begin(), w_.block_sizes.end());
     for (uint32_t b : w_.block_sizes) block_slots_.push_back((span_ - b) / block_align_ + 1);
-    ns_per_tick_ = 1 / w_.ticks_per_ns;
+    ns_per_tick_q32_ = static_cast<uint64_t>(std::llround(4294967296.0 / w_.ticks_per_ns));
     interval_ticks_ =
         std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(w_.interval_ns) * w_.ticks_per_ns));
     return {};
@@ -303,7 +303,7 @@ void Worker::complete(Slot& s, const Completion& c) {
     }
     if (s.counted && measuring_) {
         const int op = s.is_read ? 0 : 1;
-        result_.latency[op].record(static_cast<uint64_t>(static_cast<double>(now - s.submitted) * ns_per_tick_));
+        result_.latency[op].record(ticks_to_ns(now - s.submitted));
         ++result_.ios[op];
         result_.bytes[op] += s.bytes;
         // The thread's own TSC only moves forward: the interval moves on when its end is passed.

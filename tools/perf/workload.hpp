@@ -107,7 +107,13 @@ private:
     bool measuring_ = false;
     uint64_t window_start_ = 0;         // tsc
     uint64_t interval_ = 0, interval_end_ = 0, interval_ticks_ = 1;  // the IOPS interval a completion counts in
-    double ns_per_tick_ = 1;
+    // Nanoseconds per tick in 32.32 fixed point: the conversion per completion is a multiply and a
+    // shift, not a round trip through floating point.
+    uint64_t ns_per_tick_q32_ = uint64_t{1} << 32;
+    [[nodiscard]] uint64_t ticks_to_ns(uint64_t ticks) const {
+        __extension__ using U128 = unsigned __int128;
+        return static_cast<uint64_t>((static_cast<U128>(ticks) * ns_per_tick_q32_) >> 32);
+    }
     // Completions of one poll share a clock reading, kClockUses at most: a latency is then at most
     // the time the poll took for kClockUses - 1 callbacks short, a few hundred nanoseconds, and a
     // poll's first completion always reads the clock, so at depth 1 every one does.
