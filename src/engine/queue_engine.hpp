@@ -214,11 +214,22 @@ private:
     // entry is written there, so that the write does not wait for the other core.
     void own_ahead() const {
 #if defined(__x86_64__)
-        uint32_t slot = sq_tail_ + kOwnAhead;
-        if (slot >= cfg_.sq_entries) slot -= cfg_.sq_entries;
+        const uint32_t slot = slot_ahead(sq_tail_, kOwnAhead, cfg_.sq_entries);
+        if (slot == cfg_.sq_entries) return;
         asm volatile("prefetchw %0" ::"m"(*(static_cast<const std::byte*>(cfg_.sq) + uint64_t{slot} * kSqEntrySize)));
 #endif
     }
+
+public:
+    // The slot `k` after `at` in a ring of `n`, or n when the ring is too small for that to
+    // be a slot nobody is using: with a few entries the one ahead is the device's now.
+    static constexpr uint32_t slot_ahead(uint32_t at, uint32_t k, uint32_t n) {
+        if (n < 4 * k) return n;
+        const uint32_t slot = at + k;
+        return slot >= n ? slot - n : slot;
+    }
+
+private:
     static uint32_t next(uint32_t i, uint32_t n) { return i + 1 == n ? 0 : i + 1; }
     static uint32_t ahead(uint32_t from, uint32_t to, uint32_t n) { return to >= from ? to - from : to + n - from; }
     void record_bad(const CqEntry& e, BadCompletionReason reason);

@@ -273,6 +273,7 @@ namespace {
 constexpr uint32_t kOwnAhead = 8;
 void own_ahead(std::byte* ring, uint32_t tail, uint32_t entries) {
 #if defined(__x86_64__)
+    if (entries < 4 * kOwnAhead) return;  // a small ring: the line ahead is the one the host reads now
     uint32_t ahead = tail + kOwnAhead;
     if (ahead >= entries) ahead -= entries;
     asm volatile("prefetchw %0" ::"m"(*(ring + uint64_t{ahead} * sgq::kCqEntrySize)));

@@ -83,6 +83,17 @@ int32_t submit(QueueEngine& e) {
     return cid;
 }
 
+// The SQ slot asked for ahead of the tail is inside the ring, and none on a ring so small that
+// the slot ahead is one the device reads now (a depth-1 queue has two entries).
+TEST(QueueEngine, TheSlotAskedForAheadIsInsideTheRingAndNoneOnASmallRing) {
+    EXPECT_EQ(QueueEngine::slot_ahead(0, 8, 257), 8u);
+    EXPECT_EQ(QueueEngine::slot_ahead(250, 8, 257), 1u);
+    EXPECT_EQ(QueueEngine::slot_ahead(256, 8, 257), 7u);
+    EXPECT_EQ(QueueEngine::slot_ahead(1, 8, 2), 2u) << "none: the ring is too small";
+    EXPECT_EQ(QueueEngine::slot_ahead(0, 8, 31), 31u);
+    EXPECT_EQ(QueueEngine::slot_ahead(31, 8, 32), 7u);
+}
+
 TEST(CidPool, AcquireReleaseAndOutstanding) {
     CidPool p(3);
     EXPECT_EQ(p.acquire(), 0);
