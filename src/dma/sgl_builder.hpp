@@ -85,6 +85,15 @@ struct SglResult {
     int32_t first_page = -1;   // chain to give back when the command completes
 };
 
+// One segment behind an IOMMU that every CAP limit allows (what build_sgl() checks, as a yes or
+// no): it goes alone into the first inline descriptor, so an encoder may write it itself and
+// leave build_sgl(), which names what is wrong, for everything else.
+[[nodiscard]] inline bool one_inline_segment(const DmaSegment& s, const SglLimits& limits, const BusAddressMap* bus) {
+    const uint64_t align_mask = (uint64_t{1} << limits.sge_align_log2) - 1;
+    return !bus && limits.max_sge != 0 && s.len != 0 && ((s.iova | s.len) & align_mask) == 0 &&
+           s.len <= (uint64_t{1} << limits.max_xfer_log2);
+}
+
 // Fills dptr1/dptr2 (and pool pages) for `segments`; with one inline descriptor, dptr2 is left unused.
 // `bus`: translate IOVAs to physical addresses (no-IOMMU mode); null: IOVAs go as they are.
 SglResult build_sgl(std::span<const DmaSegment> segments, const SglLimits& limits, SglPagePool& pool,

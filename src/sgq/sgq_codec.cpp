@@ -27,7 +27,8 @@ Result<int32_t> SgqCodec::encode(const IoRequest& req, std::byte* out, dma::SglP
         case Opcode::kWrite:
         case Opcode::kRead: {
             sqe.opcode = req.op == Opcode::kWrite ? kOpWrite : kOpRead;
-            if (req.segments.size() == 1 && one_segment_ok(req.segments[0], req.devaddr)) [[likely]] {
+            if (req.segments.size() == 1 && dma::one_inline_segment(req.segments[0], limits_, bus_) &&
+                in_devmem(req.devaddr, req.segments[0].len)) [[likely]] {
                 // The common command, written here: DPTR2 stays as the caller zeroed it.
                 const DmaSegment& seg = req.segments[0];
                 sqe.dptr1 = SglDescriptor::make(kSglData, seg.iova, static_cast<uint32_t>(seg.len));
@@ -40,7 +41,7 @@ Result<int32_t> SgqCodec::encode(const IoRequest& req, std::byte* out, dma::SglP
                 return make_error(EINVAL, fmt::format("{} at card address {:#x}: {}",
                                                       req.op == Opcode::kWrite ? "write" : "read", req.devaddr,
                                                       dma::describe(sgl, req.segments, limits_)));
-            if (req.devaddr > devmem_size_ || sgl.total > devmem_size_ - req.devaddr) {
+            if (!in_devmem(req.devaddr, sgl.total)) {
                 pool.give_chain(sgl.first_page);
                 return make_error(EINVAL, fmt::format("card address range [{:#x}, {:#x}) is beyond the card's {:#x} "
                                                       "bytes of memory",

@@ -11,11 +11,7 @@ class SgqCodec final : public io::CommandCodec {
 public:
     // `bus`: physical addresses in no-IOMMU mode (DmaContext::bus_map()); null behind an IOMMU.
     SgqCodec(const dma::SglLimits& limits, uint64_t devmem_size, const dma::BusAddressMap* bus = nullptr)
-        : limits_(limits),
-          devmem_size_(devmem_size),
-          bus_(bus),
-          align_mask_((uint64_t{1} << limits.sge_align_log2) - 1),
-          max_xfer_(uint64_t{1} << limits.max_xfer_log2) {}
+        : limits_(limits), devmem_size_(devmem_size), bus_(bus) {}
     Result<int32_t> encode(const IoRequest& request, std::byte* sqe, dma::SglPagePool& pool) override;
     [[nodiscard]] IoStatus decode(uint16_t status) const override;
     [[nodiscard]] uint32_t length(const std::byte* sqe) const override;
@@ -23,17 +19,14 @@ public:
     [[nodiscard]] bool bytes_in_dw0() const override { return true; }
 
 private:
-    // One segment behind an IOMMU that every limit allows, so that build_sgl() (which
-    // names what is wrong otherwise) is not needed.
-    [[nodiscard]] bool one_segment_ok(const DmaSegment& s, uint64_t devaddr) const {
-        return !bus_ && s.len != 0 && ((s.iova | s.len) & align_mask_) == 0 && s.len <= max_xfer_ &&
-               limits_.max_sge != 0 && devaddr <= devmem_size_ && s.len <= devmem_size_ - devaddr;
+    // [devaddr, devaddr + bytes) lies in the card's memory.
+    [[nodiscard]] bool in_devmem(uint64_t devaddr, uint64_t bytes) const {
+        return devaddr <= devmem_size_ && bytes <= devmem_size_ - devaddr;
     }
 
     dma::SglLimits limits_;
     uint64_t devmem_size_;
     const dma::BusAddressMap* bus_;
-    uint64_t align_mask_, max_xfer_;
 };
 
 }  // namespace vfioq::sgq

@@ -191,6 +191,25 @@ TEST_F(SglTest, LimitsAreRefusedWithTheSegmentNamed) {
     EXPECT_EQ(pool_.free_pages(), kPages) << "a refused request keeps no pages";
 }
 
+// An encoder writes a lone segment itself when one_inline_segment() says so: it must say yes
+// exactly when build_sgl() would put that segment alone into DPTR1, and no on every limit.
+TEST_F(SglTest, AOneSegmentCommandIsWrittenInlineExactlyWhenBuildSglWouldTakeIt) {
+    const SglLimits limits{.max_sge = 4, .sge_align_log2 = 2, .max_xfer_log2 = 12};
+    const SglLimits no_sge{.max_sge = 0, .sge_align_log2 = 2, .max_xfer_log2 = 12};
+    const DmaSegment cases[] = {{0x10000, 16}, {0x10000, 4096}, {0x10000, 4100}, {0x10000, 0},
+                                {0x10002, 16}, {0x10000, 18},   {0x1000c, 4},    {0xFFFFFFF000, 4096}};
+    for (const SglLimits& l : {limits, no_sge}) {
+        for (const DmaSegment& seg : cases) {
+            SglDescriptor d1{}, d2{};
+            const bool built = build_sgl({&seg, 1}, l, pool_, d1, d2).error == SglError::kNone;
+            EXPECT_EQ(one_inline_segment(seg, l, nullptr), built)
+                << "IOVA " << seg.iova << ", " << seg.len << " bytes, MAX_SGE " << l.max_sge;
+        }
+    }
+    BusAddressMap bus;
+    EXPECT_FALSE(one_inline_segment(cases[0], limits, &bus)) << "no-IOMMU mode translates each segment";
+}
+
 TEST_F(SglTest, PagePoolExhaustionIsBackPressureAndPagesComeBack) {
     SglDescriptor d1{}, d2{};
     std::vector<DmaSegment> segs;
