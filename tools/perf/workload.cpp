@@ -214,7 +214,8 @@ Result<void> Worker::fill(Slot& s) {
         }
     } else {
         s.bytes = bs;
-        s.is_read = below(xorshift(rng_), 100) < w_.read_percent;
+        // All reads or all writes need no draw from the generator.
+        s.is_read = w_.read_percent >= 100 || (w_.read_percent > 0 && below(xorshift(rng_), 100) < w_.read_percent);
         if (w_.random) {
             s.devaddr = base_ + below(xorshift(rng_), block_slots_[pick]) * block_align_;
         } else {
