@@ -2,9 +2,10 @@
 // vfioq-perf: drives the card at full speed and reports what diskspd reports,
 // so that Linux and Windows figures can be laid side by side; the driver's
 // own cost per command, and references measured on this machine in the same
-// run (io_uring NOP, a cache line's round trip, memcpy).
+// run (io_uring NOP, a cache line's round trip, the bare ring, memcpy).
 #include <fmt/format.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -80,7 +81,7 @@ void usage(FILE* out) {
                "  --cpus LIST          CPUs for the threads, in order (default: the device's NUMA node's,\n"
                "                       or the process's)\n"
                "  --no-pin             leave threads where the scheduler puts them\n"
-               "  --no-references      skip the io_uring, cache-line and memcpy references\n"
+               "  --no-references      skip the io_uring, cache-line, bare-ring and memcpy references\n"
                "  --progress, --no-progress  the live line on stderr (default: on a terminal)\n"
                "  --seed N             addresses and mix (default 1)\n"
                "Model (DEVICE model)\n"
@@ -416,11 +417,16 @@ int main(int argc, char** argv) {
 
     const std::time_t started = std::time(nullptr);
     std::optional<References> refs;
-    if (o.references) refs = measure_references(o.w.batch);
+    if (o.references) refs = measure_references(o.w.depth, o.w.batch);
 
     std::atomic<Phase> phase{Phase::kWarmUp};
     std::vector<std::thread> threads;
-    for (auto& w : workers) threads.emplace_back([&w, &phase] { w->run(phase); });
+    for (auto& w : workers) {
+        threads.emplace_back([&w, &phase] { w->run(phase); });
+        // "vfioq-perf-qN" in top -H and in perf's reports (15 characters at most).
+        ::pthread_setname_np(threads.back().native_handle(),
+                             fmt::format("vfioq-perf-q{}", threads.size() - 1).substr(0, 15).c_str());
+    }
     const bool progress = o.progress == 1 || (o.progress == -1 && ::isatty(STDERR_FILENO));
     using Clock = std::chrono::steady_clock;
     auto all_finished = [&] {

@@ -42,8 +42,13 @@ QueueProcessor::~QueueProcessor() { stop(); }
 
 void QueueProcessor::start() {
     seen_epoch_ = device_.epoch();
-    for (uint32_t i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { worker(); });
+    // Named, so that top -H and perf tell the model's threads from the application's.
+    for (uint32_t i = 0; i < config_.workers; ++i) {
+        workers_.emplace_back([this] { worker(); });
+        ::pthread_setname_np(workers_.back().native_handle(), "vfioq-model-job");
+    }
     thread_ = std::thread([this] { run(); });
+    ::pthread_setname_np(thread_.native_handle(), "vfioq-doorbell");
     if (config_.cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);
