@@ -30,6 +30,22 @@ check "JSON: latency percentiles from min to max, in order" json "$tmp/r.json" \
     "[p['percentile'] for p in r['total']['latency']['total']['percentiles']][0] == 0 and all(a['us'] <= b['us'] for a, b in zip(r['total']['latency']['total']['percentiles'], r['total']['latency']['total']['percentiles'][1:]))"
 check "JSON: the references were measured" json "$tmp/r.json" \
     "r['references']['io_uring_nop_ns'] > 0 and r['references']['cache_line_round_trip_ns'] > 0 and r['references']['memcpy_gib_per_s'] > 0"
+check "JSON: the bare ring was run at the run's depth and batch on two CPUs (or not, on one)" json "$tmp/r.json" \
+    "(len(__import__('os').sched_getaffinity(0)) < 2 and r['references']['bare_ring_commands_per_s'] is None) or (r['references']['bare_ring_commands_per_s'] > 0 and r['references']['bare_ring_depth'] == r['workload']['depth'] and r['references']['bare_ring_batch'] == r['workload']['batch'])"
+check "the text report has the bare ring" grep -q "bare ring, two cores .* M commands/s (depth 256, tail published every 128)" "$tmp/text"
+threads_named() {  # the driver's and the model's threads carry their names while a run goes on
+    "$tools/vfioq-perf" --duration 3 --warmup 0 --stall-timeout 120 --no-references >/dev/null &
+    local pid=$! names=
+    for _ in $(seq 100); do
+        names=$(cat /proc/$pid/task/*/comm 2>/dev/null | tr '\n' ' ')
+        [[ $names == *vfioq-perf-q0* && $names == *vfioq-doorbell* ]] && break
+        sleep 0.05
+    done
+    wait "$pid"
+    echo "threads: $names"
+    [[ $names == *vfioq-perf-q0* && $names == *vfioq-doorbell* ]]
+}
+check "the driver's and the model's threads are named for top -H and perf" threads_named
 check "JSON: ratios to the references" json "$tmp/r.json" "r['ratios']['driver_cpu_per_command_to_io_uring_nop'] > 0"
 check "JSON: driver CPU and memory per queue pair" json "$tmp/r.json" \
     "r['total']['driver_ns_per_command'] > 0 and r['total']['queue_pair_memory_bytes'] > 0"
@@ -213,7 +229,7 @@ check "the fixtures have diskspd 2.2's CRLF line ends and three-part version" ba
 "$scripts/performance-doc" --quick --build "$build" --out "$tmp/performance.md" >"$tmp/doc-log" 2>&1 || cat "$tmp/doc-log"
 check "performance-doc writes every goal with a verdict" bash -c \
     "[ \$(grep -cE '^\\| .* \\| (met|missed by [0-9]+%|not measured) \\|\$' '$tmp/performance.md') -eq 9 ] \
-     && [ \$(grep -cE '^\\| .* \\| figure \\|\$' '$tmp/performance.md') -eq 1 ]"
+     && [ \$(grep -cE '^\\| .* \\| figure \\|\$' '$tmp/performance.md') -eq 2 ]"
 check "performance-doc names the machine and the commands" bash -c \
     "grep -q '^Machine: ' '$tmp/performance.md' && grep -q '^vfioq-perf --depth 256' '$tmp/performance.md'"
 

@@ -235,6 +235,14 @@ void print_text(FILE* out, const Report& r) {
                    ref.cache_line_rtt_ns, ref.cache_line_cpus[0], ref.cache_line_cpus[1],
                    ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns),
                    w.depth == 1 ? "" : " (a floor at depth 1 only)");
+        if (ref.bare_ring_per_s > 0)
+            fmt::print(out,
+                       "  bare ring, two cores      {:8.3f} M commands/s (depth {}, tail published every {}); the run "
+                       "did {:.3f} x that\n",
+                       ref.bare_ring_per_s / 1e6, ref.bare_ring_depth, ref.bare_ring_batch,
+                       ratio(total.iops, ref.bare_ring_per_s));
+        else
+            fmt::print(out, "  bare ring, two cores      not measured: the process may use one CPU\n");
         fmt::print(out, "  memcpy, one thread        {:8.2f} GiB/s; the run moved {:.3f} x that{}\n", ref.memcpy_gib_s,
                    ratio(total.mib_s, ref.memcpy_gib_s * 1024),
                    r.run.model_mode == "null" ? " (null mode moves no data)" : "");
@@ -337,11 +345,16 @@ nlohmann::json to_json(const Report& r) {
                            {"io_uring_batch", ref.io_uring_batch},
                            {"io_uring_error", ref.io_uring_error},
                            {"cache_line_round_trip_ns", ref.cache_line_rtt_ns},
+                           {"bare_ring_commands_per_s",
+                            ref.bare_ring_per_s > 0 ? nlohmann::json(ref.bare_ring_per_s) : nlohmann::json(nullptr)},
+                           {"bare_ring_depth", ref.bare_ring_depth},
+                           {"bare_ring_batch", ref.bare_ring_batch},
                            {"memcpy_gib_per_s", ref.memcpy_gib_s}};
         j["ratios"] = {
             {"driver_cpu_per_command_to_io_uring_nop", ratio(total.driver_ns_per_cmd, ref.io_uring_nop_ns)},
             {"average_latency_to_cache_line_round_trip", ratio(total.lat_avg_us * 1000, ref.cache_line_rtt_ns)},
-            {"throughput_to_memcpy", ratio(total.mib_s, ref.memcpy_gib_s * 1024)}};
+            {"throughput_to_memcpy", ratio(total.mib_s, ref.memcpy_gib_s * 1024)},
+            {"rate_to_bare_ring", ratio(total.iops, ref.bare_ring_per_s)}};
     }
     // The built-in model's doorbell thread; null for any other device.
     j["total"]["model_thread"] = total.model_busy_pct >= 0 ? json{{"cpu", r.run.model_cpu},
