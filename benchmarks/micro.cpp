@@ -297,6 +297,25 @@ void BM_RegistrationCacheHit(benchmark::State& state) {
 }
 BENCHMARK(BM_RegistrationCacheHit);
 
+// The same hit as the application has it: DmaContext::register_memory() and the
+// Registration's release, with the context's thread safety.
+void BM_DmaContextRegistrationHit(benchmark::State& state) {
+    test::FakeTransport transport(true);
+    DmaContext dma(transport, "registration benchmark");
+    std::vector<char> memory(1 << 20);
+    auto held = dma.register_memory(memory.data(), memory.size());
+    if (!held) {
+        state.SkipWithError("register_memory");
+        return;
+    }
+    for (auto _ : state) {
+        auto r = dma.register_memory(memory.data() + 8192, 4096);
+        benchmark::DoNotOptimize(r);
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+BENCHMARK(BM_DmaContextRegistrationHit);
+
 void BM_IovaAllocateFree(benchmark::State& state) {
     const std::vector<IovaRange> usable{{0, (uint64_t{1} << 48) - 1}};
     dma::IovaAllocator a(usable);
