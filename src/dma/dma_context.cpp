@@ -16,6 +16,7 @@
 #include "dma_memory.hpp"
 #include "host_protection.hpp"
 #include "iova_allocator.hpp"
+#include "last_range_hold.hpp"
 #include "physical_pages.hpp"
 #include "registration_cache.hpp"
 #include "vfioq/dma.hpp"
@@ -120,16 +121,26 @@ public:
     }
 
     Result<Registration> register_memory(const std::shared_ptr<DmaState>& self, const void* p, size_t len) {
+        Registration r;
+        uint64_t iova = 0;
+        if (last_.try_hold(p, len, iova)) {
+            // No owner reference: the hold itself keeps this state alive (orphan_or_delete()).
+            r.entry_ = last_hold_tag();
+            r.addr_ = p;
+            r.size_ = len;
+            r.iova_ = iova;
+            return r;
+        }
         std::lock_guard lock(mutex_);
         if (!transport_) return make_error(ENODEV, name_ + ": the device is closed");
         auto e = cache_.acquire(p, len);
         if (!e) return e.error().with_context(name_);
-        Registration r;
         r.owner_ = self;
         r.entry_ = *e;
         r.addr_ = p;
         r.size_ = len;
         r.iova_ = (*e)->iova_of(p);
+        keep_last(p, len);
         return r;
     }
 
@@ -138,21 +149,43 @@ public:
         if (transport_) cache_.release(static_cast<dma::RegistrationCache::Entry*>(entry), p, len);
     }
 
+    // A Registration of the range kept as the last one carries this in place of a cache entry.
+    [[nodiscard]] void* last_hold_tag() { return reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(this) | 1); }
+    static DmaState* of_last_hold_tag(void* entry) {
+        const auto v = reinterpret_cast<uintptr_t>(entry);
+        return (v & 1) != 0 ? reinterpret_cast<DmaState*>(v & ~uintptr_t{1}) : nullptr;
+    }
+    // Lets go of a hold on the last range; frees the state when it was the last thing keeping it.
+    static void release_last_hold(DmaState* s) {
+        if (s->last_.release()) delete s;
+    }
+    // The context's owners are gone: frees the state now, or at the last release of a hold on the last range.
+    static void orphan_or_delete(DmaState* s) {
+        if (s->last_.orphan()) delete s;
+    }
+
     Result<void> unregister(const void* p, size_t len) {
         std::lock_guard lock(mutex_);
         if (!transport_) return make_error(ENODEV, name_ + ": the device is closed");
+        // The context's own hold could keep a mapping merged with [p, p + len) cached: let go of it first.
+        forget_last();
         if (auto r = cache_.unregister(p, len); !r) return r.error().with_context(name_);
         return {};
     }
 
     void flush() {
         std::lock_guard lock(mutex_);
-        if (transport_) cache_.flush();
+        if (!transport_) return;
+        forget_last();
+        cache_.flush();
     }
 
-    Result<uint64_t> translate(const void* p, size_t len, DeviceAccess access) const {
+    Result<uint64_t> translate(const void* p, size_t len, DeviceAccess access) {
         const auto a = reinterpret_cast<uintptr_t>(p);
         std::lock_guard lock(mutex_);
+        // Memory is reachable while a registration names it: the context's own hold on the last
+        // range does not count once the application holds it no more.
+        if (overlaps_last(a, len) && last_.holds_now() == 0) forget_last();
         auto it = buffers_.upper_bound(a);
         if (it != buffers_.begin()) {
             --it;
@@ -176,15 +209,19 @@ public:
                                               name_, len, p));
     }
 
-    DmaStats stats() const {
+    DmaStats stats() {
         std::lock_guard lock(mutex_);
         const auto& c = cache_.stats();
-        return DmaStats{buffers_.size(), buffer_bytes_, c.mappings, c.bytes, c.hits, c.misses, c.merges, c.evictions};
+        last_hits_ += last_.take_hits();
+        return DmaStats{buffers_.size(), buffer_bytes_, c.mappings, c.bytes, c.hits - own_hits_ + last_hits_,
+                        c.misses,        c.merges,      c.evictions};
     }
 
     void detach() {
         std::lock_guard lock(mutex_);
         if (!transport_) return;
+        // Held or not, the last range is not handed out again.
+        if (!forget_last()) last_.close();
         cache_.flush();
         transport_ = nullptr;
     }
@@ -283,7 +320,45 @@ private:
         return {};
     }
 
+    // The lock holder's side of the last range (last_range_hold.hpp). Registering the same range
+    // twice running through the lock makes it the one kept: a run of registrations of one buffer
+    // then takes no lock, and registrations that go round many buffers do not churn it.
+    void keep_last(const void* p, size_t len) {
+        last_hits_ += last_.take_hits();
+        if (last_.addr() == p && last_.len() == len) return;  // kept already (a hit when a count was full)
+        const bool twice = p == last_asked_ && len == last_asked_len_;
+        last_asked_ = p;
+        last_asked_len_ = len;
+        if (!twice || !forget_last()) return;
+        if (!last_.begin_change()) return;
+        auto e = cache_.acquire(p, len);
+        if (e) {
+            ++own_hits_;  // the context's own hold is not the application's hit
+            last_.end_change(p, len, (*e)->iova_of(p), *e);
+        } else {
+            last_.end_change(nullptr, 0, 0, nullptr);
+        }
+    }
+    // Lets go of the context's hold on the last range; false while the application holds it.
+    bool forget_last() {
+        if (!last_.addr()) return true;
+        if (!last_.begin_change()) return false;
+        cache_.release(static_cast<dma::RegistrationCache::Entry*>(last_.entry()), last_.addr(), last_.len());
+        last_.end_change(nullptr, 0, 0, nullptr);
+        return true;
+    }
+    [[nodiscard]] bool overlaps_last(uintptr_t a, size_t len) const {
+        const auto start = reinterpret_cast<uintptr_t>(last_.addr());
+        return start != 0 && a < start + last_.len() && start < a + len;
+    }
+
     mutable std::mutex mutex_;
+    // Changed by a hit without the lock; its range by the lock holder alone.
+    dma::LastRangeHold last_;
+    const void* last_asked_ = nullptr;  // the range registered through the lock last
+    size_t last_asked_len_ = 0;
+    uint64_t own_hits_ = 0;   // cache hits that were the context's own hold on the last range
+    uint64_t last_hits_ = 0;  // hits on the last range, counted out of its word
     Transport* transport_;
     std::string name_;
     DmaOptions options_;
@@ -348,7 +423,10 @@ Registration& Registration::operator=(Registration&& o) noexcept {
 Registration::~Registration() { release(); }
 
 void Registration::release() {
-    if (entry_ && owner_) owner_->release_registration(entry_, addr_, size_);
+    if (auto* last = detail::DmaState::of_last_hold_tag(entry_))
+        detail::DmaState::release_last_hold(last);
+    else if (entry_ && owner_)
+        owner_->release_registration(entry_, addr_, size_);
     entry_ = nullptr;
     owner_.reset();
 }
@@ -356,7 +434,7 @@ void Registration::release() {
 // --- DmaContext ---
 
 DmaContext::DmaContext(Transport& transport, std::string device_name, const DmaOptions& options)
-    : state_(std::make_shared<detail::DmaState>(transport, std::move(device_name), options)) {}
+    : state_(new detail::DmaState(transport, std::move(device_name), options), detail::DmaState::orphan_or_delete) {}
 
 DmaContext::~DmaContext() { detach(); }
 
