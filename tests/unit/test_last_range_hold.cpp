@@ -42,13 +42,19 @@ TEST(LastRangeHold, HitsOnlyTheRangeKeptAndOnlyWhileItIsNotChanging) {
     EXPECT_FALSE(h.try_hold(mem, 64, iova));
 }
 
+// Keeps [p, p + len) as the last range and takes one hold on it.
+void keep_and_hold(dma::LastRangeHold& h, const void* p, size_t len) {
+    ASSERT_TRUE(h.begin_change());
+    h.end_change(p, len, 0, nullptr);
+    uint64_t iova = 0;
+    ASSERT_TRUE(h.try_hold(p, len, iova));
+}
+
 TEST(LastRangeHold, AStateOrphanedWhileHeldIsFreedByTheLastRelease) {
     dma::LastRangeHold h;
     char mem[8] = {};
     uint64_t iova = 0;
-    ASSERT_TRUE(h.begin_change());
-    h.end_change(mem, 8, 0, nullptr);
-    ASSERT_TRUE(h.try_hold(mem, 8, iova));
+    keep_and_hold(h, mem, sizeof(mem));
     ASSERT_TRUE(h.try_hold(mem, 8, iova));
     EXPECT_FALSE(h.orphan()) << "held: the last release frees";
     EXPECT_FALSE(h.try_hold(mem, 8, iova)) << "no hit once orphaned";
@@ -62,9 +68,7 @@ TEST(LastRangeHold, AClosedRangeIsNotHitButItsHoldsAreReleased) {
     dma::LastRangeHold h;
     char mem[8] = {};
     uint64_t iova = 0;
-    ASSERT_TRUE(h.begin_change());
-    h.end_change(mem, 8, 0, nullptr);
-    ASSERT_TRUE(h.try_hold(mem, 8, iova));
+    keep_and_hold(h, mem, sizeof(mem));
     h.close();
     EXPECT_FALSE(h.try_hold(mem, 8, iova));
     EXPECT_FALSE(h.release());
