@@ -420,15 +420,27 @@ int main(int argc, char** argv) {
     if (o.references) refs = measure_references(o.w.depth, o.w.batch);
 
     std::atomic<Phase> phase{Phase::kWarmUp};
+    // The model's doorbell thread is idle or busy over the span the threads measured, read by them.
+    using Clock = std::chrono::steady_clock;
+    struct ModelWindow {
+        Clock::time_point start, stop;
+        uint64_t idle0 = 0, idle1 = 0;
+    } model_window;
+    auto model_idle = [&opened](Clock::time_point& at) {
+        at = Clock::now();
+        return opened.model_time ? opened.model_time->idle_until(model::QueueThreadTime::ns(at)) : 0;
+    };
+    SharedWindow window(
+        static_cast<uint32_t>(workers.size()), [&] { model_window.idle0 = model_idle(model_window.start); },
+        [&] { model_window.idle1 = model_idle(model_window.stop); });
     std::vector<std::thread> threads;
     for (auto& w : workers) {
-        threads.emplace_back([&w, &phase] { w->run(phase); });
+        threads.emplace_back([&w, &phase, &window] { w->run(phase, window); });
         // "vfioq-perf-qN" in top -H and in perf's reports (15 characters at most).
         ::pthread_setname_np(threads.back().native_handle(),
                              fmt::format("vfioq-perf-q{}", threads.size() - 1).substr(0, 15).c_str());
     }
     const bool progress = o.progress == 1 || (o.progress == -1 && ::isatty(STDERR_FILENO));
-    using Clock = std::chrono::steady_clock;
     auto all_finished = [&] {
         return std::all_of(workers.begin(), workers.end(), [](const auto& w) { return w->finished(); });
     };
@@ -444,8 +456,6 @@ int main(int argc, char** argv) {
            Clock::now() - asked < std::chrono::duration<double>(o.stall_s))
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const auto start = Clock::now();
-    const uint64_t model_idle0 =
-        opened.model_time ? opened.model_time->idle_until(model::QueueThreadTime::ns(start)) : 0;
     const auto end = o.duration_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s))
                                       : Clock::time_point::max();
     uint64_t last_ios = 0, seen_ios = 0;
@@ -478,16 +488,14 @@ int main(int argc, char** argv) {
             last = now;
         }
     }
-    const auto stop = Clock::now();
     phase.store(Phase::kStop);
-    double model_busy_s = -1;
-    const double model_window_s = std::chrono::duration<double>(stop - start).count();
-    if (opened.model_time && opened.model_time->started_ns.load() >= 0) {
-        const double idle_s =
-            static_cast<double>(opened.model_time->idle_until(model::QueueThreadTime::ns(stop)) - model_idle0) / 1e9;
-        model_busy_s = std::max(0.0, model_window_s - idle_s);
-    }
     for (auto& t : threads) t.join();
+    double model_busy_s = -1, model_window_s = 0;
+    if (opened.model_time && opened.model_time->started_ns.load() >= 0 && window.opened()) {
+        model_window_s = std::chrono::duration<double>(model_window.stop - model_window.start).count();
+        const double idle_s = (static_cast<double>(model_window.idle1) - static_cast<double>(model_window.idle0)) / 1e9;
+        model_busy_s = std::clamp(model_window_s - idle_s, 0.0, model_window_s);
+    }
     if (progress) fmt::print(stderr, "\n");
     if (stalled)
         fmt::print(stderr, "{}: no command completed for {} s on {}: the device stalled; stopping\n", kTool, o.stall_s,

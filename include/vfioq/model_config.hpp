@@ -79,11 +79,14 @@ struct VFIOQ_MODEL_API QueueThreadTime {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
     }
     // Idle time up to `now_ns` (steady clock), the spell going on included. A spell that
-    // ends while this reads may be missed once: an error of one spell, never a crash.
+    // ends while this reads may be missed once: an error of one spell, never a crash. The
+    // sum is read before the spell going on, so that a spell that ends in between is never
+    // counted twice: once in the sum and once as going on, which made an idle thread's
+    // spell outweigh a whole short window.
     [[nodiscard]] uint64_t idle_until(int64_t now_ns) const {
+        const uint64_t ended = idle_ns.load(std::memory_order_acquire);
         const int64_t since = idle_since_ns.load(std::memory_order_acquire);
-        return idle_ns.load(std::memory_order_acquire) +
-               (since >= 0 && now_ns > since ? static_cast<uint64_t>(now_ns - since) : 0);
+        return ended + (since >= 0 && now_ns > since ? static_cast<uint64_t>(now_ns - since) : 0);
     }
 
     // The thread's side; it is the only writer.

@@ -319,7 +319,7 @@ void Worker::complete(Slot& s, const Completion& c) {
     free_.push_back(s.index);
 }
 
-void Worker::run(const std::atomic<Phase>& phase) {
+void Worker::run(const std::atomic<Phase>& phase, SharedWindow& window) {
     if (result_.cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);
@@ -346,6 +346,7 @@ void Worker::run(const std::atomic<Phase>& phase) {
             user0 = thread_cpu(kernel0);
             result_.qp_before = qp_->stats();
             syscalls = SyscallCounter::for_this_thread();
+            window.open();
             window_open_.store(true, std::memory_order_release);
         }
         // The clock costs tens of nanoseconds in some virtual machines, so each reading serves
@@ -391,6 +392,7 @@ void Worker::run(const std::atomic<Phase>& phase) {
         result_.qp_after = qp_->stats();
         measuring_ = false;
     }
+    window.done();
     // What is still in flight completes outside the window.
     const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(w_.drain_s));
     while (qp_->outstanding() > 0 && Clock::now() < until) {

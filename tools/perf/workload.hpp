@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "latency_histogram.hpp"
+#include "shared_window.hpp"
 #include "vfioq/controller.hpp"
 #include "vfioq/device.hpp"
 
@@ -73,7 +74,8 @@ public:
     // Queue pair and memory; errors say what could not be had.
     Result<void> prepare();
     // The thread's body: runs until the phase is kStop (or the I/O count is met), then drains.
-    void run(const std::atomic<Phase>& phase);
+    // Its measured window opens and closes inside `window`.
+    void run(const std::atomic<Phase>& phase, SharedWindow& window);
 
     [[nodiscard]] const ThreadResult& result() const { return result_; }
     // Completions counted so far in the measured window (read by the progress line).
