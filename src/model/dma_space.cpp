@@ -94,10 +94,9 @@ void DmaSpace::unmap_local(const Window& w, std::vector<Unmapping>& unmappings) 
     }
 }
 
-void DmaSpace::retire(std::vector<std::map<uint64_t, Window>::node_type> nodes, std::vector<Unmapping> unmappings) {
-    if (nodes.empty()) return;
-    // Readers that entered before the bump may still hold these windows; the ones that enter
-    // after it start with an empty cache and find the windows gone from windows_.
+void DmaSpace::wait_for_readers() {
+    // Readers that entered before the bump may still be using what they found; the ones that
+    // enter after it start with an empty cache and see everything done before the bump.
     const uint64_t generation = removals_.fetch_add(1, std::memory_order_seq_cst) + 1;
     for (auto& slot : readers_) {
         if (!slot.taken.load(std::memory_order_acquire)) continue;
@@ -107,6 +106,12 @@ void DmaSpace::retire(std::vector<std::map<uint64_t, Window>::node_type> nodes, 
             std::this_thread::yield();
         }
     }
+}
+
+void DmaSpace::retire(std::vector<std::map<uint64_t, Window>::node_type> nodes, std::vector<Unmapping> unmappings) {
+    if (nodes.empty()) return;
+    // The windows are out of windows_: a reader that enters from now on cannot find them.
+    wait_for_readers();
     for (auto& [base, length] : unmappings) ::munmap(base, length);
 }
 

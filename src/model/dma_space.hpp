@@ -92,6 +92,10 @@ public:
     Result<uint64_t> unmap(uint64_t iova, uint64_t size);
     void clear();
     [[nodiscard]] size_t window_count() const;
+    // Returns once every reader that was inside a section has left it; one that enters later
+    // sees what was done before the call. A controller reset waits so for the card's DMA to
+    // stop. Never from inside a section, nor with a lock a reader inside may take.
+    void wait_for_readers();
 
     void set_client_access(ClientDmaAccess access);
 
@@ -157,7 +161,8 @@ private:
     };
     static constexpr size_t kReaderSlots = 16;
     mutable std::array<ReaderSlot, kReaderSlots> readers_{};
-    // Bumped (after the windows are out of windows_) by every unmap that removes a window.
+    // Bumped (after the windows are out of windows_) by every unmap that removes a window, and
+    // by every wait_for_readers().
     std::atomic<uint64_t> removals_{1};
 
     mutable std::shared_mutex mutex_;

@@ -100,6 +100,9 @@ void QueueProcessor::run() {
         bool work = false;
         {
             const DmaSpace::Section section(reader_);
+            // A reset after refresh_queues() looked, before the section: its wait did not see this
+            // pass, so the pass must see the reset (the next one starts on the queues afresh).
+            if (device_.epoch() != seen_epoch_) continue;
             for (uint16_t qid = 0; qid < queues_.size(); ++qid) work |= service(qid, clock);
         }
         if (device_.shutdown_pending() &&
@@ -363,6 +366,10 @@ bool QueueProcessor::post(uint16_t qid, Queue& q, PassClock& clock, bool all) {
                                             : executor_.execute(reader_, qid, f.sqe, f.epoch);
             f.executed = true;
         }
+        // A reset while the command ran (its DMA went through the client, outside the section, or
+        // it ran on a worker): nothing fetched before it is completed, this or the rest.
+        if (device_.epoch() != f.epoch) [[unlikely]]
+            return true;
         const FaultKind fault = f.faulted ? FaultKind::kNone : faults_.next();
         f.faulted = true;
         if (fault == FaultKind::kLate && !all) {

@@ -154,10 +154,12 @@ uint32_t SgqDevice::read32(uint64_t offset) {
 
 void SgqDevice::write32(uint64_t offset, uint32_t value) {
     if (removed()) return;
+    const uint64_t epoch_before = epoch();
     {
         std::lock_guard lock(mutex_);
         write32_locked(offset, value);
     }
+    if (epoch() != epoch_before) settle_reset();
     // A register written by message (not through the mapped doorbell page) is seen at once.
     if (processor_ && offset >= sgq::kQueueRegsBase) processor_->kick();
 }
@@ -452,7 +454,15 @@ void SgqDevice::function_reset() {
         controller_reset_locked();
         ctrl_ = 0;
     }
+    settle_reset();
     msix_.reset();
+}
+
+void SgqDevice::settle_reset() {
+    // The card's threads look at the epoch inside their DMA sections, so once every one that
+    // was inside has left, nothing fetched before the reset moves data or posts a completion:
+    // the host that reads STATUS.RDY = 0 after its write finds the card stopped (section 5).
+    dma_.wait_for_readers();
 }
 
 uint64_t SgqDevice::commands_fetched() const { return processor_ ? processor_->fetched() : 0; }

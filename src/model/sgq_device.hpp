@@ -146,6 +146,8 @@ private:
     void write32_locked(uint64_t offset, uint32_t value);
     uint32_t status_locked();
     void controller_reset_locked();
+    // After a reset, with the lock released: returns once the card's DMA has stopped.
+    void settle_reset();
     void write_queue_register_locked(uint32_t qid, uint64_t reg, uint32_t value);
     void write_q_ctrl_locked(uint32_t qid, uint32_t value);
     std::atomic_ref<uint32_t> doorbell(uint64_t offset);

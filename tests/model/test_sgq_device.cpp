@@ -2,10 +2,18 @@
 // The model's registers against docs/device-interface.md, accessed directly.
 #include <gtest/gtest.h>
 #include <linux/pci_regs.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "../support/model_fixture.hpp"
+#include "vfioq/sgq_commands.hpp"
 #include "vfioq/sgq_registers.hpp"
 #include "vfioq/transport.hpp"
 
@@ -268,6 +276,111 @@ TEST(SgqDevice, DoorbellsReadZeroAfterEnableAndResetClearsQueues) {
     EXPECT_EQ(d->read32(queue_register(4, kQRegStatus)), 0u);
     EXPECT_EQ(d->read64(queue_register(4, kQRegSqBase)), 0u);
     EXPECT_EQ(d->read32(sq_tail_doorbell(4, 0)), 0u);
+}
+
+// A controller reset stops the card at once (device interface, section 5): once the write
+// that clears EN has returned, a command the card was running moves no more data and posts no
+// completion. The card is held inside the command's first segment, whose window the client
+// serves and this test answers only after the reset; the second segment is plain memory.
+TEST(SgqDevice, AResetDuringACommandLeavesNoCompletionAndMovesNoMoreData) {
+    std::mutex m;
+    std::condition_variable cv;
+    bool inside = false, answer = false;
+    ModelConfig config;
+    config.thread_time = std::make_shared<QueueThreadTime>();
+    auto d = make(config);
+    constexpr uint64_t kRings = 0x10000, kCq = kRings + 0x1000, kPlain = 0x20000, kServed = 0x40000;
+    test::MemfdBuffer rings(0x2000), plain(0x1000);
+    std::memset(plain.data, 0x5A, plain.size);
+    ASSERT_TRUE(d->dma().map(kRings, rings.size, true, true, std::move(rings.fd), 0, 64));
+    ASSERT_TRUE(d->dma().map(kPlain, plain.size, true, true, std::move(plain.fd), 0, 64));
+    ASSERT_TRUE(d->dma().map(kServed, 0x1000, true, true, UniqueFd{}, 0, 64));
+    d->dma().set_client_access([&](bool, uint64_t, std::span<std::byte>) -> Result<void> {
+        std::unique_lock lock(m);
+        inside = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return answer; });
+        return {};
+    });
+    enable_controller(*d);
+    program_queue(*d, 0, kRings, kCq, 3, 3);
+    d->write32(queue_register(0, kQRegCtrl), kQCtrlEnable);
+    ASSERT_EQ(d->read32(queue_register(0, kQRegStatus)) & kQStatusEnabled, kQStatusEnabled);
+
+    SubmissionEntry read{};
+    read.opcode = kOpRead;
+    read.cid = 7;
+    read.length = 1024;
+    read.dptr1 = SglDescriptor::make(kSglData, kServed, 512);
+    read.dptr2 = SglDescriptor::make(kSglData, kPlain, 512);
+    std::memcpy(rings.data, &read, sizeof(read));
+    d->write32(sq_tail_doorbell(0, 0), 1);
+    {
+        std::unique_lock lock(m);
+        ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return inside; }))
+            << "the card never reached the command's first segment";
+    }
+    d->write32(kRegCtrl, 0);
+    EXPECT_EQ(d->read32(kRegStatus) & kStatusRdy, 0u);
+    const int64_t answered = QueueThreadTime::ns(std::chrono::steady_clock::now());
+    {
+        std::lock_guard lock(m);
+        answer = true;
+        cv.notify_all();
+    }
+    // The card's thread is done with the command once it starts an idle spell after the answer.
+    ASSERT_TRUE(test::eventually([&] { return config.thread_time->idle_since_ns.load() > answered; }, 60000));
+    const std::vector<std::byte> zero(kCqEntrySize), untouched(512, std::byte{0x5A});
+    EXPECT_EQ(std::memcmp(rings.data + (kCq - kRings), zero.data(), zero.size()), 0)
+        << "a completion was posted after the reset";
+    EXPECT_EQ(std::memcmp(plain.data, untouched.data(), untouched.size()), 0)
+        << "the second segment moved after the reset";
+}
+
+// The write that resets the controller returns only once the card's thread has left the pass it
+// was in: the card is held inside its pass by the interrupt it raises after a completion, on an
+// eventfd whose count is full, so that the write blocks until this test reads it.
+TEST(SgqDevice, AResetReturnsOnlyOnceTheCardHasLeftThePassItWasIn) {
+    auto d = make();
+    constexpr uint64_t kRings = 0x10000, kCq = kRings + 0x1000;
+    test::MemfdBuffer rings(0x2000);
+    ASSERT_TRUE(d->dma().map(kRings, rings.size, true, true, std::move(rings.fd), 0, 64));
+    UniqueFd full(::eventfd(0, EFD_CLOEXEC));  // blocking
+    const uint64_t most = 0xFFFFFFFFFFFFFFFEull;
+    ASSERT_EQ(::write(full.get(), &most, sizeof(most)), static_cast<ssize_t>(sizeof(most)));
+    std::vector<UniqueFd> fds;
+    fds.emplace_back(::dup(full.get()));
+    d->msix().assign(1, std::move(fds));
+    enable_controller(*d);
+    program_queue(*d, 0, kRings, kCq, 3, 3);
+    d->write32(queue_register(0, kQRegCtrl), kQCtrlEnable | kQCtrlIen | 1u << kQCtrlVectorShift);
+
+    SubmissionEntry nop{};
+    nop.opcode = kOpNop;
+    nop.cid = 3;
+    std::memcpy(rings.data, &nop, sizeof(nop));
+    d->write32(sq_tail_doorbell(0, 0), 1);
+    CompletionEntry cqe{};
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            std::memcpy(&cqe, rings.data + (kCq - kRings), sizeof(cqe));
+            return cqe.phase();
+        },
+        60000))
+        << "the NOP was not completed";
+    EXPECT_EQ(cqe.cid, 3u);
+    std::atomic<bool> returned{false};
+    std::thread reset([&] {
+        d->write32(kRegCtrl, 0);
+        returned = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_FALSE(returned.load()) << "the reset returned while the card was still in its pass";
+    uint64_t count = 0;
+    ASSERT_EQ(::read(full.get(), &count, sizeof(count)), static_cast<ssize_t>(sizeof(count)));
+    reset.join();
+    EXPECT_TRUE(returned.load());
+    EXPECT_EQ(d->read32(kRegStatus) & kStatusRdy, 0u);
 }
 
 TEST(SgqDevice, ReservedSpaceReadsZeroAndQueuesBeyondNqpAreAbsent) {
