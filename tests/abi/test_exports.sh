@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The shared libraries export their public API and nothing else: every dynamic
 # symbol of libvfioq is in vfioq:: outside the internal namespaces (none of the
-# model's), and every one of libvfioq-model is in vfioq::model::.
+# model's) or the C API's vfioq_*, and every one of libvfioq-model is in
+# vfioq::model:: or vfioq_model_*.
 set -euo pipefail
 build=${1:?usage: test_exports.sh BUILD_DIR}
 internal='model|io|engine|nvme|vfio_user|dma|detail|\(anonymous namespace\)'
@@ -29,12 +30,12 @@ check() {  # check LIBRARY PATTERN WHAT
     fi
 }
 
-check "$build/src/libvfioq.so" "^vfioq::(sgq::|log::)?[A-Za-z_]" "the driver's public API"
+check "$build/src/libvfioq.so" "^(vfioq::(sgq::|log::)?[A-Za-z_]|vfioq_[a-z])" "the driver's public API"
 if names "$build/src/libvfioq.so" | grep -Eq "^vfioq::($internal)::"; then
     echo "FAIL: libvfioq.so exports internal or model symbols:"
     names "$build/src/libvfioq.so" | grep -E "^vfioq::($internal)::" | sort -u | head -20 | sed 's/^/  /'
     failed=1
 fi
-check "$build/src/libvfioq-model.so" "^vfioq::model::" "the model's public API"
+check "$build/src/libvfioq-model.so" "^(vfioq::model::|vfioq_model_)" "the model's public API"
 [ "$failed" = 0 ] && echo "2 passed, 0 failed"
 exit "$failed"

@@ -18,6 +18,11 @@ grep -qx "SCRATCH reads back 0xc0ffee" "$tmp/out"
 c++ -std=c++20 -Wall -Werror "$src/examples/hello_dma.cpp" -o "$tmp/hello_dma" $(pkg-config --cflags --libs vfioq-model)
 LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/hello_dma" | tee "$tmp/out"
 grep -q "read them back: identical" "$tmp/out"
+# The same from C, through the C API: C11 with every warning, and pedantic.
+cc -std=c11 -Wall -Wextra -Wpedantic -Werror "$src/examples/c/hello_dma.c" -o "$tmp/hello_dma_c" \
+    $(pkg-config --cflags --libs vfioq-model)
+LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/hello_dma_c" | tee "$tmp/out"
+grep -q "read them back: identical" "$tmp/out"
 # A program that links the driver library alone reaches a vfio-user card (the installed
 # vfioq-devsim), and is told what to link for the `model` address.
 c++ -std=c++20 -Wall -Werror "$src/examples/driver_only.cpp" -o "$tmp/driver_only" $(pkg-config --cflags --libs vfioq)
@@ -36,9 +41,13 @@ fi
 grep -q "libvfioq-model" "$tmp/err"
 kill "$devsim"
 wait "$devsim" || true
-# Every public header compiles on its own.
-for h in "$tmp"/prefix/include/vfioq/*.hpp; do
+# Every public header compiles on its own, and the C headers as C and as C++.
+for h in "$tmp"/prefix/include/vfioq/*.hpp "$tmp"/prefix/include/vfioq/*.h; do
     echo "#include <vfioq/$(basename "$h")>" | c++ -std=c++20 -Wall -Werror -fsyntax-only -x c++ - \
+        $(pkg-config --cflags vfioq)
+done
+for h in "$tmp"/prefix/include/vfioq/*.h; do
+    echo "#include <vfioq/$(basename "$h")>" | cc -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only -x c - \
         $(pkg-config --cflags vfioq)
 done
 test -x "$tmp/prefix/bin/vfioq-info" && test -x "$tmp/prefix/bin/vfioq-selftest"
