@@ -80,7 +80,9 @@ void VfioUserServer::serve(UniqueFd connection, int reject_listen_fd) {
             logger->warn("the card was unplugged (fault injection); closing the client connection");
             break;
         }
-        if (reject_listen_fd >= 0 && fds[3].revents) {
+        // The client's own news first, its hang-up included: a client that closes and at once
+        // connects again must find the card free, not be refused as a second one.
+        if (reject_listen_fd >= 0 && fds[3].revents && !fds[0].revents) {
             UniqueFd extra(::accept4(reject_listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
             if (extra) logger->warn("refused a second client: this server serves one client at a time");
         }

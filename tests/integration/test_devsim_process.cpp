@@ -101,6 +101,18 @@ TEST_F(Devsim, OneClientAtATimeAndTheNextFindsAQuietCard) {
     EXPECT_EQ(*third->read32(0, sgq::kRegScratch), 0u);
 }
 
+// A client that closes and at once opens again (one test after another) is served every time:
+// the server hears the old connection's hang-up before it takes the new one for a second client.
+TEST_F(Devsim, ACardClosedAndOpenedAgainAtOnceIsServedEveryTime) {
+    for (int i = 0; i < 100; ++i) {
+        auto dev = Device::open(address(), quick());
+        ASSERT_TRUE(dev.has_value()) << "open " << i << ": " << dev.error().message;
+        ASSERT_TRUE((*dev)->write32(0, sgq::kRegScratch, static_cast<uint32_t>(i)).has_value());
+        // The server still busy with the client's last messages when the client goes.
+        for (int k = 0; k < 4; ++k) (void)(*dev)->dma().allocate(1 << 20);
+    }
+}
+
 TEST_F(Devsim, KilledServerGivesAClearErrorNotAHang) {
     OpenOptions patient;
     patient.vfio_user.reply_timeout = 120s;
