@@ -41,6 +41,20 @@ fi
 grep -q "libvfioq-model" "$tmp/err"
 kill "$devsim"
 wait "$devsim" || true
+# The Python module as installed, when this machine builds it: opened, a register, a DMA round trip.
+init=$(find "$tmp/prefix" -path '*/vfioq/__init__.py' | head -1)
+if [ -n "$init" ]; then
+    # The interpreter meson built it for: the first python3 with pybind11 and pytest.
+    for py in python3 /usr/bin/python3; do "$py" -c 'import pytest, pybind11' 2>/dev/null && break; done
+    PYTHONPATH=$(dirname "$(dirname "$init")") LD_LIBRARY_PATH=$tmp/prefix/lib "$py" -c '
+import vfioq
+card = vfioq.open()
+card.regs.SCRATCH = 0xBEEF
+qp = card.queue_pair(depth=4)
+qp.write(0, b"installed")
+assert card.regs.SCRATCH == 0xBEEF and qp.read(0, length=9) == b"installed"
+print("the installed Python module works")'
+fi
 # Every public header compiles on its own, and the C headers as C and as C++.
 for h in "$tmp"/prefix/include/vfioq/*.hpp "$tmp"/prefix/include/vfioq/*.h; do
     echo "#include <vfioq/$(basename "$h")>" | c++ -std=c++20 -Wall -Werror -fsyntax-only -x c++ - \

@@ -1,0 +1,6 @@
+# SPDX-License-Identifier: MIT
+import sys
+
+from .console import main
+
+sys.exit(main())
