@@ -9,6 +9,7 @@ import os
 import sys
 
 try:
+    import vfioq._vfioq  # noqa: F401
     import vfioq
 except ImportError:  # not installed: the module built in this tree
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -5,7 +5,7 @@ import os
 import sys
 
 try:
-    import vfioq  # noqa: F401
+    import vfioq._vfioq  # noqa: F401  (the extension: an empty vfioq folder would import as a namespace)
 except ImportError:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.join(os.environ.get("VFIOQ_BUILD_DIR", os.path.join(root, "build")), "python"))
