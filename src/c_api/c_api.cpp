@@ -80,31 +80,6 @@ thread_local const char* t_reason = nullptr;  // static text, when the error car
 
 int invalid(const char* reason) { return fail(static_error(EINVAL, reason)); }
 
-// Control-path calls: whatever C++ throws (memory, mostly) comes back as an errno.
-template <typename F>
-int guarded(F&& body) {
-    try {
-        return body();
-    } catch (const std::bad_alloc&) {
-        return fail(static_error(ENOMEM, "out of memory"));
-    } catch (const std::exception& e) {
-        return fail(make_error(EIO, e.what()));
-    } catch (...) {
-        return fail(static_error(EIO, "unexpected failure inside vfioq"));
-    }
-}
-
-// Options from a caller's struct: its fields up to its own size over the defaults.
-template <typename T>
-int options_from(const T* given, void (*init)(T*), const char* what, T& out) {
-    init(&out);
-    if (!given) return 0;
-    if (given->struct_size == 0) return invalid(what);
-    std::memcpy(&out, given, std::min<size_t>(given->struct_size, sizeof(T)));
-    out.struct_size = sizeof(T);
-    return 0;
-}
-
 void deliver(const Completion& c) {
     auto* slot = static_cast<vfioq_qp::Slot*>(c.context);
     const vfioq_completion out{static_cast<int>(c.status), c.device_status, c.qid, c.cid, c.bytes, slot->context};
@@ -172,6 +147,7 @@ int fail(const Error& error) {
 
 using vfioq::c_api::guarded;
 using vfioq::c_api::invalid;
+using vfioq::c_api::options_from;
 
 extern "C" {
 
@@ -324,9 +300,8 @@ int vfioq_controller_open(vfioq_device* device, const vfioq_controller_options* 
                           vfioq_controller** controller) {
     if (!device || !controller) return invalid("vfioq_controller_open: no device or no handle to fill");
     vfioq_controller_options o;
-    if (int r = vfioq::c_api::options_from(
-            options, vfioq_controller_options_init,
-            "vfioq_controller_open: options not set up by vfioq_controller_options_init()", o);
+    if (int r = options_from(options, vfioq_controller_options_init,
+                             "vfioq_controller_open: options not set up by vfioq_controller_options_init()", o);
         r < 0)
         return r;
     return guarded([&] {
@@ -399,8 +374,8 @@ void vfioq_qp_options_init(vfioq_qp_options* options) {
 int vfioq_qp_open(vfioq_controller* controller, const vfioq_qp_options* options, vfioq_qp** qp) {
     if (!controller || !qp) return invalid("vfioq_qp_open: no controller or no handle to fill");
     vfioq_qp_options o;
-    if (int r = vfioq::c_api::options_from(options, vfioq_qp_options_init,
-                                           "vfioq_qp_open: options not set up by vfioq_qp_options_init()", o);
+    if (int r = options_from(options, vfioq_qp_options_init,
+                             "vfioq_qp_open: options not set up by vfioq_qp_options_init()", o);
         r < 0)
         return r;
     return guarded([&] {

@@ -1,10 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The model's C API (vfioq/vfioq_model.h): ModelConfig from a C struct, and the
 // device it opens handed over as the driver library's C handle.
-#include <algorithm>
-#include <cstring>
-#include <exception>
-#include <new>
 #include <string>
 #include <string_view>
 
@@ -59,25 +55,18 @@ int vfioq_model_open(const vfioq_model_options* options, vfioq_device** device) 
     using vfioq::c_api::fail;
     if (!device) return fail(vfioq::static_error(EINVAL, "vfioq_model_open: no handle to fill"));
     vfioq_model_options o;
-    vfioq_model_options_init(&o);
-    if (options) {
-        if (options->struct_size == 0)
-            return fail(
-                vfioq::static_error(EINVAL, "vfioq_model_open: options not set up by vfioq_model_options_init()"));
-        std::memcpy(&o, options, std::min<size_t>(options->struct_size, sizeof(o)));
-    }
-    try {
+    if (int r = vfioq::c_api::options_from(options, vfioq_model_options_init,
+                                           "vfioq_model_open: options not set up by vfioq_model_options_init()", o);
+        r < 0)
+        return r;
+    return vfioq::c_api::guarded([&] {
         auto config = config_from(o);
         if (!config) return fail(config.error());
         auto d = vfioq::model::open_device(*config);
         if (!d) return fail(d.error());
         *device = vfioq::c_api::wrap(std::move(*d));
         return 0;
-    } catch (const std::bad_alloc&) {
-        return fail(vfioq::static_error(ENOMEM, "out of memory"));
-    } catch (const std::exception& e) {
-        return fail(vfioq::make_error(EIO, e.what()));
-    }
+    });
 }
 
 void vfioq_model_enable(void) { vfioq::model::enable_model_address(); }
